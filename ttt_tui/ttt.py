@@ -1,0 +1,330 @@
+"""The TTT inner loop and the three Figure-5 losses (l0, lprev, lafter).
+
+Definitions: ``shared/reference/ttt-inner-loop.md``. One implementation serves inference, streaming and
+training (it is plain differentiable torch code): the dual form of ttt-lm-pytorch, generalised so that the
+causal form (``Wbar_i = W - 1/(i+1) sum_{j<=i} lr_j g_j``) and the non-causal form of ttt-video-dit /
+Moshi-TTT (``Wbar_i = W - sum_{j<b} lr_j g_j``) differ only in the step matrix ``eta[i, j]``.
+
+Losses cost little: ``lprev`` is the residual that the layer-norm backward needs anyway, ``lafter`` reuses
+the dual form with ``XK`` as extra queries, ``l0`` is one forward with the stream-start weights. They stay
+on the device; nothing here synchronises with the host.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+LN_EPS = 1e-6
+_GELU_K = math.sqrt(2.0 / math.pi)
+
+LOSS_NAMES = ("l0", "lprev", "lafter")
+
+
+@dataclass
+class InnerLoopResult:
+    out: torch.Tensor  # [B, H, T, d]
+    params: dict  # weights after the last complete mini-batch
+    losses: torch.Tensor | None  # [B, T, 3]: (l0, lprev, lafter), or None when not asked for
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(_GELU_K * (x + 0.044715 * x.pow(3))))
+
+
+def gelu_tanh_grad(x: torch.Tensor) -> torch.Tensor:
+    t = torch.tanh(_GELU_K * (x + 0.044715 * x.pow(3)))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_K * (1.0 + 3 * 0.044715 * x * x)
+
+
+def _head_ln(ln_weight: torch.Tensor, ln_bias: torch.Tensor):
+    """[H, d] -> broadcastable against [B, H, n, d]."""
+    return ln_weight[None, :, None, :], ln_bias[None, :, None, :]
+
+
+def _ln_fwd(z, gamma, beta):
+    mu = z.mean(-1, keepdim=True)
+    var = z.var(-1, keepdim=True, unbiased=False)
+    std = torch.sqrt(var + LN_EPS)
+    xhat = (z - mu) / std
+    return gamma * xhat + beta, xhat, std
+
+
+def _ln_residual_and_grad(z, target, gamma, beta):
+    """Residual ``LN(z) - target`` and the gradient of ``1/2 ||residual||^2`` w.r.t. ``z``.
+
+    The residual is what the layer-norm backward needs anyway: ``lprev`` comes from it for free
+    (reference, "Cheap to compute").
+    """
+    y, xhat, std = _ln_fwd(z, gamma, beta)
+    resid = y - target
+    g_xhat = resid * gamma
+    d = z.shape[-1]
+    grad_z = (d * g_xhat - g_xhat.sum(-1, keepdim=True) - xhat * (g_xhat * xhat).sum(-1, keepdim=True)) / (
+        d * std
+    )
+    return resid, grad_z
+
+
+def _forward(kind, p, x):
+    """f(x; W) for one mini-batch; returns (pre-LN output, hidden pre-activation, hidden activation)."""
+    z1 = x @ p["W1"] + p["b1"]
+    if kind == "linear":
+        return z1, None, None
+    x2 = gelu_tanh(z1)
+    return x2 @ p["W2"] + p["b2"], z1, x2
+
+
+def _loss_per_token(resid: torch.Tensor) -> torch.Tensor:
+    """MSE per element ``r/d``, averaged over heads: [B, H, n, d] -> [B, n]."""
+    return resid.pow(2).mean(-1).mean(1)
+
+
+def _step_matrix(lr_mb: torch.Tensor, causal: bool) -> torch.Tensor:
+    """eta[b, h, i, j]: the weight of token j's gradient in the weights token i uses.
+
+    causal (ttt-lm-pytorch): lr_j / (i+1) for j <= i; non-causal (video-dit): lr_j for every j.
+    """
+    n = lr_mb.shape[-1]
+    eta = lr_mb[:, :, None, :].expand(*lr_mb.shape[:2], n, n)
+    if causal:
+        idx = torch.arange(1, n + 1, device=lr_mb.device, dtype=lr_mb.dtype)
+        eta = torch.tril(eta / idx[:, None])
+    return eta
+
+
+def _mini_batch(kind, W, W0, w_is_w0, xq, xk, tgt, lr_mb, gamma, beta, causal, with_losses):
+    """One mini-batch of n tokens from weights W. Returns (out, losses [B,n,3] or None, eta last row, grads)."""
+    n = xk.shape[2]
+    zk, z1k, x2k = _forward(kind, W, xk)
+    resid, grad_z = _ln_residual_and_grad(zk, tgt, gamma, beta)
+    eta = _step_matrix(lr_mb, causal)
+
+    # Dual form: f(x; Wbar_i) without materialising Wbar_i. The "+ 1" carries the bias updates.
+    # XK rides along as extra queries when lafter is wanted (reference, "Cheap to compute").
+    xqs = torch.cat([xq, xk], 2) if with_losses else xq
+    etas = torch.cat([eta, eta], 2) if with_losses else eta
+    if kind == "linear":
+        zq = xqs @ W["W1"] + W["b1"] - (etas * (xqs @ xk.transpose(-1, -2) + 1.0)) @ grad_z
+        grads = (grad_z,)
+    else:
+        grad_z1 = (grad_z @ W["W2"].transpose(-1, -2)) * gelu_tanh_grad(z1k)
+        z1q = xqs @ W["W1"] + W["b1"] - (etas * (xqs @ xk.transpose(-1, -2) + 1.0)) @ grad_z1
+        x2q = gelu_tanh(z1q)
+        zq = x2q @ W["W2"] + W["b2"] - (etas * (x2q @ x2k.transpose(-1, -2) + 1.0)) @ grad_z
+        grads = (grad_z1, x2k, grad_z)
+    yq, _, _ = _ln_fwd(zq, gamma, beta)
+    out = xq + yq[:, :, :n]
+
+    losses = None
+    if with_losses:
+        lprev = _loss_per_token(resid)
+        lafter = _loss_per_token(yq[:, :, n:] - tgt)
+        if w_is_w0:
+            l0 = lprev  # same weights: exactly equal in a stream's first mini-batch
+        else:
+            z0, _, _ = _forward(kind, W0, xk)
+            y0, _, _ = _ln_fwd(z0, gamma, beta)
+            l0 = _loss_per_token(y0 - tgt)
+        losses = torch.stack([l0, lprev, lafter], -1)
+    return out, losses, eta[:, :, -1, :], grads
+
+
+def _commit(kind, W, xk, eta_last, grads):
+    """Weights for the next mini-batch: W - sum_j eta[last, j] g_j."""
+    e = eta_last[..., None]  # [B, H, n, 1]
+    if kind == "linear":
+        (grad_z,) = grads
+        return {
+            "W1": W["W1"] - xk.transpose(-1, -2) @ (e * grad_z),
+            "b1": W["b1"] - (e * grad_z).sum(2, keepdim=True),
+        }
+    grad_z1, x2k, grad_z = grads
+    return {
+        "W1": W["W1"] - xk.transpose(-1, -2) @ (e * grad_z1),
+        "b1": W["b1"] - (e * grad_z1).sum(2, keepdim=True),
+        "W2": W["W2"] - x2k.transpose(-1, -2) @ (e * grad_z),
+        "b2": W["b2"] - (e * grad_z).sum(2, keepdim=True),
+    }
+
+
+def run_inner_loop(
+    kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal=True, W0=None,
+    with_losses=True, w_is_w0=None,
+):
+    """``inner_loop`` with the switches the layer needs: ``with_losses=False`` is the uninstrumented path,
+    ``w_is_w0`` says whether ``params`` are still the stream-start weights (default: ``W0 is None``)."""
+    if kind not in ("linear", "mlp"):
+        raise ValueError(f"kind must be 'linear' or 'mlp', not {kind!r}")
+    if mini_batch_size < 1:
+        raise ValueError("mini_batch_size must be >= 1")
+    if w_is_w0 is None:
+        w_is_w0 = W0 is None
+    if W0 is None:
+        W0 = params
+    gamma, beta = _head_ln(ln_weight, ln_bias)
+    T = XQ.shape[2]
+    W = dict(params)
+    outs, losses = [], []
+    for s in range(0, T, mini_batch_size):
+        e = min(s + mini_batch_size, T)
+        out, loss, eta_last, grads = _mini_batch(
+            kind, W, W0, w_is_w0, XQ[:, :, s:e], XK[:, :, s:e], target[:, :, s:e], lr[:, :, s:e],
+            gamma, beta, causal, with_losses,
+        )
+        outs.append(out)
+        if loss is not None:
+            losses.append(loss)
+        if e - s == mini_batch_size:  # only a complete mini-batch commits
+            W = _commit(kind, W, XK[:, :, s:e], eta_last, grads)
+            w_is_w0 = False
+    out = torch.cat(outs, 2) if outs else XQ.new_zeros(XQ.shape)
+    if not with_losses:
+        return InnerLoopResult(out, W, None)
+    loss = torch.cat(losses, 1) if losses else XQ.new_zeros(XQ.shape[0], 0, 3)
+    return InnerLoopResult(out, W, loss)
+
+
+def inner_loop(kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal=True, W0=None):
+    """Run the TTT inner loop over ``T`` tokens and report the three Figure-5 losses per token.
+
+    kind: "linear" | "mlp"; params: W1 [B,H,d,h], b1 [B,H,1,h] (+ W2 [B,H,h,d], b2 [B,H,1,d]);
+    ln_weight, ln_bias: [H, d]; XQ, XK, target: [B, H, T, d]; lr: [B, H, T] per-token step size;
+    W0: the stream-start weights (None: params). Returns ``InnerLoopResult(out, params, losses)`` with
+    losses [B, T, 3] = (l0, lprev, lafter). The stream is taken to start at a mini-batch boundary; trailing
+    tokens of an incomplete mini-batch get outputs and losses and commit nothing.
+    """
+    return run_inner_loop(kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal, W0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The stateful layer
+
+
+@dataclass
+class StreamState:
+    """What one stream carries between calls: committed weights and the open mini-batch's inputs."""
+
+    W: dict
+    position: int = 0
+    at_start_weights: bool = True
+    pending: tuple | None = None  # (XQ, XK, target, lr) of the incomplete mini-batch
+
+
+class TTTLayer(nn.Module):
+    """A TTT sequence-modelling layer (ttt-lm-pytorch layout) that streams and records its losses.
+
+    Projections Q/K/V, step-size gate ``base_lr * sigmoid(x . theta_h + c_h) / d`` per head and token,
+    per-head layer norm inside the inner model, post-norm, output projection. ``forward`` processes a whole
+    sequence from the stream-start weights (training); ``stream_step`` continues the current stream.
+    """
+
+    def __init__(self, dim, num_heads, kind="mlp", mini_batch_size=16, base_lr=1.0, expansion=4, causal=True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError("dim must be a multiple of num_heads")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.kind, self.mini_batch_size, self.base_lr, self.causal = kind, mini_batch_size, base_lr, causal
+        H, d = num_heads, self.head_dim
+        h = d * expansion if kind == "mlp" else d
+        self.wq, self.wk, self.wv, self.wo = (nn.Linear(dim, dim) for _ in range(4))
+        self.lr_gate_weight = nn.Parameter(torch.randn(H, dim) * 0.02)
+        self.lr_gate_bias = nn.Parameter(torch.zeros(H))
+        self.ttt_norm_weight = nn.Parameter(torch.ones(H, d))
+        self.ttt_norm_bias = nn.Parameter(torch.zeros(H, d))
+        self.post_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.W1 = nn.Parameter(torch.randn(H, d, h) * 0.02)
+        self.b1 = nn.Parameter(torch.zeros(H, 1, h))
+        if kind == "mlp":
+            self.W2 = nn.Parameter(torch.randn(H, h, d) * 0.02)
+            self.b2 = nn.Parameter(torch.zeros(H, 1, d))
+        self.lr_scale = 1.0  # inner step-size scale (0: no learning; large: degenerative/exploding)
+        self.record_losses = True
+        self._state: StreamState | None = None
+        self._loss_blocks: list[torch.Tensor] = []
+
+    # -- pieces -------------------------------------------------------------------------------------------
+    def start_weights(self) -> dict:
+        names = ("W1", "b1", "W2", "b2") if self.kind == "mlp" else ("W1", "b1")
+        return {k: getattr(self, k) for k in names}
+
+    def _heads(self, t):  # [B, T, dim] -> [B, H, T, d]
+        B, T, _ = t.shape
+        return t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _inputs(self, x):
+        XQ, XK, XV = self._heads(self.wq(x)), self._heads(self.wk(x)), self._heads(self.wv(x))
+        target = XV - XK  # ttt-lm-pytorch's self-supervised target
+        gate = torch.sigmoid(torch.einsum("btc,hc->bht", x, self.lr_gate_weight) + self.lr_gate_bias[:, None])
+        lr = (self.base_lr * self.lr_scale / self.head_dim) * gate
+        return XQ, XK, target, lr
+
+    def _finish(self, z):  # [B, H, T, d] -> [B, T, dim]
+        B, _, T, _ = z.shape
+        return self.wo(self.post_norm(z.transpose(1, 2).reshape(B, T, self.dim)))
+
+    # -- whole sequence (training) -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        XQ, XK, target, lr = self._inputs(x)
+        res = run_inner_loop(
+            self.kind, self.start_weights(), self.ttt_norm_weight, self.ttt_norm_bias, XQ, XK, target, lr,
+            self.mini_batch_size, self.causal, with_losses=False,
+        )
+        return self._finish(res.out)
+
+    # -- streaming ---------------------------------------------------------------------------------------
+    def reset_stream(self) -> None:
+        """Back to the stream-start weights and position 0."""
+        self._state = StreamState(W=self.start_weights())
+        self._loss_blocks = []
+
+    @property
+    def position(self) -> int:
+        return 0 if self._state is None else self._state.position
+
+    @property
+    def state(self) -> StreamState | None:
+        return self._state
+
+    def stream_step(self, x: torch.Tensor) -> torch.Tensor:
+        """Continue the stream with ``x`` [B, n, dim]; returns the outputs of these n tokens.
+
+        The open mini-batch is recomputed from its committed start weights each call: the causal form makes
+        each token depend only on earlier tokens, so any chunking gives the same numbers.
+        """
+        if self._state is None:
+            self.reset_stream()
+        st = self._state
+        n_new = x.shape[1]
+        if n_new == 0:
+            return x
+        cur = self._inputs(x)
+        n_old = 0
+        if st.pending is not None:
+            n_old = st.pending[0].shape[2]
+            cur = tuple(torch.cat([p, c], 2) for p, c in zip(st.pending, cur))
+        XQ, XK, target, lr = cur
+        res = run_inner_loop(
+            self.kind, st.W, self.ttt_norm_weight, self.ttt_norm_bias, XQ, XK, target, lr, self.mini_batch_size,
+            self.causal, W0=self.start_weights(), with_losses=self.record_losses, w_is_w0=st.at_start_weights,
+        )
+        T = XQ.shape[2]
+        n_done = (T // self.mini_batch_size) * self.mini_batch_size
+        if n_done:
+            st.W = {k: v.detach() for k, v in res.params.items()}
+            st.at_start_weights = False
+        st.pending = tuple(t[:, :, n_done:] for t in cur) if n_done < T else None
+        st.position += n_new
+        if res.losses is not None:
+            self._loss_blocks.append(res.losses[:, n_old:].detach())
+        return self._finish(res.out[:, :, n_old:])
+
+    def take_losses(self) -> torch.Tensor | None:
+        """The losses recorded since the last call, [B, n, 3] on the layer's device (no host sync here)."""
+        if not self._loss_blocks:
+            return None
+        blocks, self._loss_blocks = self._loss_blocks, []
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, 1)
