@@ -43,7 +43,7 @@ def reference(kind, params, lnw, lnb, XQ, XK, tgt, lr, bsz, causal, W0):
                     Wg = {k: v.clone().requires_grad_(True) for k, v in W.items()}
                     r = 0.5 * ref_r(kind, Wg, XK[bb, hh, j].double(), tgt[bb, hh, j].double(), w, b)
                     g = torch.autograd.grad(r, list(Wg.values()))
-                    grads.append(dict(zip(Wg.keys(), g)))
+                    grads.append(dict(zip(Wg.keys(), g, strict=True)))
                 Wbars = []
                 for i in range(s, e):
                     if causal:
@@ -65,7 +65,10 @@ def reference(kind, params, lnw, lnb, XQ, XK, tgt, lr, bsz, causal, W0):
 def make_inputs(kind, B=2, H=2, T=37, d=8, seed=0, lr_scale=1.0):
     g = torch.Generator().manual_seed(seed)
     h = 4 * d if kind == "mlp" else d
-    params = {"W1": torch.randn(B, H, d, h, generator=g) / math.sqrt(d), "b1": torch.randn(B, H, 1, h, generator=g) * 0.1}
+    params = {
+        "W1": torch.randn(B, H, d, h, generator=g) / math.sqrt(d),
+        "b1": torch.randn(B, H, 1, h, generator=g) * 0.1,
+    }
     if kind == "mlp":
         params["W2"] = torch.randn(B, H, h, d, generator=g) / math.sqrt(h)
         params["b2"] = torch.randn(B, H, 1, d, generator=g) * 0.1

@@ -63,9 +63,7 @@ def _ln_residual_and_grad(z, target, gamma, beta):
     resid = y - target
     g_xhat = resid * gamma
     d = z.shape[-1]
-    grad_z = (d * g_xhat - g_xhat.sum(-1, keepdim=True) - xhat * (g_xhat * xhat).sum(-1, keepdim=True)) / (
-        d * std
-    )
+    grad_z = (d * g_xhat - g_xhat.sum(-1, keepdim=True) - xhat * (g_xhat * xhat).sum(-1, keepdim=True)) / (d * std)
     return resid, grad_z
 
 
@@ -152,8 +150,19 @@ def _commit(kind, W, xk, eta_last, grads):
 
 
 def run_inner_loop(
-    kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal=True, W0=None,
-    with_losses=True, w_is_w0=None,
+    kind,
+    params,
+    ln_weight,
+    ln_bias,
+    XQ,
+    XK,
+    target,
+    lr,
+    mini_batch_size,
+    causal=True,
+    W0=None,
+    with_losses=True,
+    w_is_w0=None,
 ):
     """``inner_loop`` with the switches the layer needs: ``with_losses=False`` is the uninstrumented path,
     ``w_is_w0`` says whether ``params`` are still the stream-start weights (default: ``W0 is None``)."""
@@ -172,8 +181,18 @@ def run_inner_loop(
     for s in range(0, T, mini_batch_size):
         e = min(s + mini_batch_size, T)
         out, loss, eta_last, grads = _mini_batch(
-            kind, W, W0, w_is_w0, XQ[:, :, s:e], XK[:, :, s:e], target[:, :, s:e], lr[:, :, s:e],
-            gamma, beta, causal, with_losses,
+            kind,
+            W,
+            W0,
+            w_is_w0,
+            XQ[:, :, s:e],
+            XK[:, :, s:e],
+            target[:, :, s:e],
+            lr[:, :, s:e],
+            gamma,
+            beta,
+            causal,
+            with_losses,
         )
         outs.append(out)
         if loss is not None:
@@ -270,8 +289,17 @@ class TTTLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         XQ, XK, target, lr = self._inputs(x)
         res = run_inner_loop(
-            self.kind, self.start_weights(), self.ttt_norm_weight, self.ttt_norm_bias, XQ, XK, target, lr,
-            self.mini_batch_size, self.causal, with_losses=False,
+            self.kind,
+            self.start_weights(),
+            self.ttt_norm_weight,
+            self.ttt_norm_bias,
+            XQ,
+            XK,
+            target,
+            lr,
+            self.mini_batch_size,
+            self.causal,
+            with_losses=False,
         )
         return self._finish(res.out)
 
@@ -305,11 +333,22 @@ class TTTLayer(nn.Module):
         n_old = 0
         if st.pending is not None:
             n_old = st.pending[0].shape[2]
-            cur = tuple(torch.cat([p, c], 2) for p, c in zip(st.pending, cur))
+            cur = tuple(torch.cat([p, c], 2) for p, c in zip(st.pending, cur, strict=True))
         XQ, XK, target, lr = cur
         res = run_inner_loop(
-            self.kind, st.W, self.ttt_norm_weight, self.ttt_norm_bias, XQ, XK, target, lr, self.mini_batch_size,
-            self.causal, W0=self.start_weights(), with_losses=self.record_losses, w_is_w0=st.at_start_weights,
+            self.kind,
+            st.W,
+            self.ttt_norm_weight,
+            self.ttt_norm_bias,
+            XQ,
+            XK,
+            target,
+            lr,
+            self.mini_batch_size,
+            self.causal,
+            W0=self.start_weights(),
+            with_losses=self.record_losses,
+            w_is_w0=st.at_start_weights,
         )
         T = XQ.shape[2]
         n_done = (T // self.mini_batch_size) * self.mini_batch_size
