@@ -1,0 +1,39 @@
+"""What every model backend offers the engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Backend(ABC):
+    """A streaming model whose TTT layers record the three Figure-5 losses.
+
+    ``process`` may keep losses on the device; ``take_losses`` copies them to the host in one block per layer,
+    so the cost of a host synchronisation is paid per block of audio, not per mini-batch.
+    """
+
+    name: str
+    sample_rate: int
+    frame_rate: float
+    device: str
+
+    @property
+    @abstractmethod
+    def layer_ids(self) -> list[int]: ...
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Start a new stream: stream-start weights, position 0."""
+
+    @abstractmethod
+    def process(self, samples: np.ndarray) -> int:
+        """Feed mono float32 samples at ``sample_rate``; returns the number of new frames (tokens)."""
+
+    @abstractmethod
+    def take_losses(self) -> dict[int, np.ndarray]:
+        """Per layer, the losses recorded since the last call: float32 [n, 3] = (l0, lprev, lafter)."""
+
+    def describe(self) -> dict:
+        return {"model": self.name, "device": self.device, "sample_rate": self.sample_rate}

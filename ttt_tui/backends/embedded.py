@@ -1,0 +1,69 @@
+"""The backend of the embedded default model (``assets/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Backend
+from .default_model import ASSETS, load_default_model
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class EmbeddedBackend(Backend):
+    """Options: ``lr_scale`` scales the inner step size (0: the three lines overlap; large: a degenerative
+    or exploding run), ``mini_batch_size`` overrides the trained 16, ``device`` defaults to CUDA if present."""
+
+    def __init__(
+        self,
+        lr_scale: float = 1.0,
+        mini_batch_size: int | None = None,
+        device: str | None = None,
+        assets: Path = ASSETS,
+        record_losses: bool = True,
+    ):
+        self.device = device or default_device()
+        self.model = load_default_model(assets, self.device)
+        cfg = self.model.cfg
+        for layer in self.model.ttt_layers:
+            layer.lr_scale = lr_scale
+            layer.record_losses = record_losses
+            if mini_batch_size:
+                layer.mini_batch_size = int(mini_batch_size)
+        self.lr_scale = lr_scale
+        self.mini_batch_size = self.model.ttt_layers[0].mini_batch_size
+        self.name = "embedded default (3 TTT-MLP layers, log-mel, 16 kHz)"
+        self.sample_rate = cfg.sample_rate
+        self.frame_rate = cfg.frame_rate
+        self.reset()
+
+    @property
+    def layer_ids(self) -> list[int]:
+        return list(range(len(self.model.ttt_layers)))
+
+    def reset(self) -> None:
+        self.model.reset_stream()
+
+    def process(self, samples: np.ndarray) -> int:
+        return self.model.stream_step(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)))
+
+    def take_losses(self) -> dict[int, np.ndarray]:
+        out = {}
+        for i, layer in enumerate(self.model.ttt_layers):
+            block = layer.take_losses()
+            if block is not None:
+                out[i] = block[0].float().cpu().numpy()  # the one host copy per block
+        return out
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "lr_scale": self.lr_scale,
+            "mini_batch_size": self.mini_batch_size,
+            "frame_rate": self.frame_rate,
+        }

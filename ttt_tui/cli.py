@@ -1,0 +1,88 @@
+"""The ``ttt-tui`` command. Exit codes: 0 done, 1 internal error, 2 bad usage or bad input,
+130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (the report of what was seen is written first)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import EXIT_INTERNAL, EXIT_USAGE, InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        self.exit(EXIT_USAGE, f"ttt-tui: {message} (see ttt-tui --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="ttt-tui",
+        description="Stream audio through a TTT model and follow, per TTT layer, the Figure-5 losses "
+        "l0 (stream-start weights), lprev (before the update) and lafter (after it).",
+        epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 130/143/129 on SIGINT/SIGTERM/SIGHUP "
+        "(the report is written first).",
+    )
+    p.add_argument("input", nargs="?", help="audio file: WAV, FLAC, OGG/Vorbis, Opus, MP3; any rate, any channels")
+    io = p.add_argument_group("input and output")
+    io.add_argument("--mic", action="store_true", help="listen to the microphone instead of a file")
+    io.add_argument("--device", default=None, help="microphone: input device NAME or INDEX (see --list-devices)")
+    io.add_argument("--list-devices", action="store_true", help="list the audio input devices and exit")
+    io.add_argument("--duration", type=float, default=None, help="microphone: stop after SECONDS")
+    io.add_argument("--out", default=None, help="report folder (default: ttt_tui_reports/<input>-<time>/)")
+    io.add_argument(
+        "--headless",
+        action="store_true",
+        help="no dashboard: progress on stderr, then the report (automatic when stdout is not a terminal)",
+    )
+    io.add_argument("--no-plots", action="store_true", help="skip the PNG plots in the report")
+    io.add_argument("--block-seconds", type=float, default=1.0, help="audio per inference step (default 1.0)")
+    m = p.add_argument_group("embedded default model")
+    m.add_argument(
+        "--lr-scale",
+        type=float,
+        default=1.0,
+        help="inner step-size scale: 0 = no learning (lines overlap), 8 = degenerative, 40 = exploding (default 1)",
+    )
+    m.add_argument("--mini-batch", type=int, default=None, help="inner mini-batch size (default: trained, 16)")
+    m.add_argument("--torch-device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    return p
+
+
+def _validate(args) -> None:
+    if args.list_devices:
+        return
+    if args.mic and args.input:
+        raise InputError("give either an audio file or --mic, not both")
+    if not args.mic and not args.input:
+        raise InputError("no input: give an audio file (e.g. assets/sample.wav) or --mic")
+    if args.duration is not None and args.duration <= 0:
+        raise InputError("--duration must be a positive number of seconds")
+    if args.block_seconds <= 0 or args.block_seconds > 60:
+        raise InputError("--block-seconds must be within (0, 60]")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _validate(args)
+        if args.list_devices:
+            from .sources.mic import list_devices
+
+            print(list_devices())
+            return 0
+        from .session import Session, run_headless
+
+        session = Session(args)
+        return run_headless(session)
+    except InputError as e:
+        print(f"ttt-tui: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # one line, never a traceback
+        print(f"ttt-tui: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The streaming engine: one background thread runs source -> model -> store.
+
+Readers (the TUI, the headless progress line, the report) only read the store and the engine's status; the
+thread never waits for them. Pause, resume and stop are events the loop checks between blocks (a thread
+cannot be killed). An exception in the model ends the run with an error event; what was stored stays.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from .backends.base import Backend
+from .errors import InputError
+from .store import LossStore
+
+STATES = ("ready", "running", "paused", "finished", "stopped", "error")
+
+
+@dataclass
+class EngineStatus:
+    state: str = "ready"
+    audio_s: float = 0.0  # audio processed so far
+    compute_s: float = 0.0  # time spent in the model (excludes pauses)
+    error: str | None = None
+    error_detail: str | None = None
+    stop_reason: str | None = None
+    events: list = field(default_factory=list)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_s / self.compute_s if self.compute_s > 0 else 0.0
+
+
+class Engine:
+    def __init__(self, source, backend: Backend, store: LossStore | None = None):
+        self.source = source
+        self.backend = backend
+        self.store = store or LossStore(backend.layer_ids, backend.frame_rate)
+        self.status = EngineStatus()
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+
+    # -- control (any thread) ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started_at = time.time()
+        self.status.state = "running"
+        self._thread = threading.Thread(target=self._run, name="ttt-tui-engine", daemon=True)
+        self._thread.start()
+
+    def pause(self) -> None:
+        if self.status.state == "running":
+            self._running.clear()
+            self.status.state = "paused"
+
+    def resume(self) -> None:
+        if self.status.state == "paused":
+            self.status.state = "running"
+            self._running.set()
+
+    def toggle_pause(self) -> None:
+        self.pause() if self.status.state == "running" else self.resume()
+
+    def stop(self, reason: str = "stopped") -> None:
+        if self.status.stop_reason is None and not self._done.is_set():
+            self.status.stop_reason = reason
+        self._stop.set()
+        self._running.set()
+        close = getattr(self.source, "close", None)  # a microphone waiting for its next block
+        if close is not None:
+            close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def wall_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.time()) - self.started_at
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        st = self.status
+        rate = self.backend.sample_rate
+        try:
+            self.backend.reset()
+            for samples in self.source.blocks():
+                while not self._running.is_set() and not self._stop.is_set():
+                    self._running.wait(0.1)
+                if self._stop.is_set():
+                    break
+                t0 = time.perf_counter()
+                self.backend.process(samples)
+                blocks = self.backend.take_losses()
+                st.compute_s += time.perf_counter() - t0
+                self.store.extend(blocks)
+                st.audio_s += len(samples) / rate
+            st.state = "stopped" if self._stop.is_set() else "finished"
+        except InputError as e:  # the audio went bad mid-stream (damaged file, device lost)
+            st.state, st.error = "error", str(e)
+        except Exception as e:  # an exception in the model: report it and keep what was seen
+            st.state, st.error = "error", f"{type(e).__name__}: {e}"
+            st.error_detail = traceback.format_exc()
+        finally:
+            try:  # what the last block left on the device
+                self.store.extend(self.backend.take_losses())
+            except Exception:
+                pass
+            self.ended_at = time.time()
+            self._done.set()

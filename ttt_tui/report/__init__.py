@@ -1,0 +1,94 @@
+"""The exported report: text, JSON, CSV and PNG plots of everything the store holds."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..diagnosis import diagnose
+from ..store import LossStore
+from .plots import plot_layer
+from .text import render
+
+REPORT_TXT = "ttt_diagnostic_report.txt"
+REPORT_JSON = "report.json"
+LOSSES_CSV = "losses.csv"
+
+
+def default_out_dir(input_name: str, base: Path | None = None) -> Path:
+    stem = Path(input_name).stem or "run"
+    return (base or Path.cwd()) / "ttt_tui_reports" / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _clean(x):
+    """JSON has no NaN: write null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def layer_results(store: LossStore) -> dict:
+    out = {}
+    for layer_id in store.layer_ids:
+        s = store.summary(layer_id)
+        verdict, fs = diagnose(s)
+        out[layer_id] = (s, verdict, fs)
+    return out
+
+
+def write_csv(path: Path, store: LossStore, chunk: int = 200_000) -> None:
+    with open(path, "w", newline="") as f:
+        f.write("layer,position,time_s,l0,lprev,lafter\n")
+        for layer_id in store.layer_ids:
+            _, data = store.view(layer_id)
+            for s in range(0, data.shape[0], chunk):
+                part = data[s : s + chunk]
+                pos = np.arange(s, s + part.shape[0])
+                rows = np.column_stack([np.full(part.shape[0], layer_id), pos, pos / store.frame_rate, part])
+                np.savetxt(f, rows, fmt=["%d", "%d", "%.4f", "%.7g", "%.7g", "%.7g"], delimiter=",")
+
+
+def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True) -> dict[str, Path]:
+    """Write every file of the report; returns their paths. ``run`` is the run block of report.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = layer_results(store)
+    paths = {"text": out_dir / REPORT_TXT, "json": out_dir / REPORT_JSON, "csv": out_dir / LOSSES_CSV}
+    paths["text"].write_text(render(run, results), encoding="utf-8")
+    layers = {}
+    for layer_id, (s, verdict, fs) in results.items():
+        layers[str(layer_id)] = {
+            "verdict": verdict,
+            "n_positions": s["n_positions"],
+            "violation_rate": s["violation_rate"],
+            "violations": s["violations"],
+            "avg_improvement": s["avg_improvement"],
+            "cumulative_benefit": s["cumulative_benefit"],
+            "nonfinite": s["nonfinite"],
+            "l0": s["l0"],
+            "lprev": s["lprev"],
+            "lafter": s["lafter"],
+            "trends": {
+                k: s[k] for k in ("l0_trend", "lprev_trend", "gap_first_quarter", "gap_last_quarter", "gap_trend")
+            },
+            "findings": [f.text for f in fs],
+        }
+    doc = {"run": run, "layers": layers}
+    paths["json"].write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_csv(paths["csv"], store)
+    if plots:
+        for layer_id in store.layer_ids:
+            _, data = store.view(layer_id)
+            if data.shape[0]:
+                p = out_dir / f"figure5_layer{layer_id}.png"
+                plot_layer(p, layer_id, data, store.frame_rate)
+                paths[f"png{layer_id}"] = p
+    return paths

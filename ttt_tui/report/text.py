@@ -1,0 +1,84 @@
+"""``ttt_diagnostic_report.txt``: the layout of the users' current tool (shared/seeds/), correct numbers."""
+
+from __future__ import annotations
+
+import math
+
+from ..diagnosis import HEALTHY_TEXT, Finding
+
+ICON = {"error": "❌", "warning": "⚠️ ", "info": "ℹ️ "}
+
+
+def _trend_word(x: float, good: str) -> str:
+    return f"({good} ✅)" if x < 0 else "(degrading ❌)"
+
+
+def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding]) -> list[str]:
+    n = s["n_positions"]
+    lines = ["=" * 60, f"LAYER {layer_id} ANALYSIS", "=" * 60, ""]
+    lines += ["📊 Data Coverage:", f"   Valid positions: {n}"]
+    if not n:
+        return lines + ["", f"🔍 Verdict: {verdict}", ""]
+    lines += [f"   Position range: 0 to {n - 1}", ""]
+    if s["nonfinite"]:
+        lines += [f"   Non-finite positions (NaN/Inf): {s['nonfinite']}", ""]
+    lines += ["📈 Loss Statistics:"]
+    for name, label in (("l0", "l0 (W₀):     "), ("lprev", "lprev (Wₜ₋₁): "), ("lafter", "lafter (Wₜ):  ")):
+        d = s[name]
+        lines.append(f"   {label}mean={d['mean']:.6f}, std={d['std']:.6f}, min={d['min']:.6f}, max={d['max']:.6f}")
+    lines += [
+        "",
+        "🎯 Learning Quality:",
+        f"   Ordering violations: {s['violations']}/{n} ({s['violation_rate']:.1f}%)",
+        f"   Avg per-step improvement: {s['avg_improvement']:.6f}",
+        f"   Cumulative benefit, mean(l0 - lprev): {s['cumulative_benefit']:.6f}",
+        "",
+    ]
+    lines.append("🔍 Diagnosis:")
+    shown = [f for f in fs if f.code != "LPREV_INCREASING"]
+    if not shown:
+        lines.append(f"   ✅ {HEALTHY_TEXT}")
+    for f in shown:
+        lines.append(f"   {ICON[f.severity]} {f.text}")
+    lines += [f"   Verdict: {verdict}", ""]
+    if s["trend_available"] and not math.isnan(s["l0_trend"]):
+        lines += [
+            "📉 Trend Analysis:",
+            f"   l0 trend: {s['l0_trend']:+.6f} {_trend_word(s['l0_trend'], 'improving')}",
+            f"   lprev trend: {s['lprev_trend']:+.6f} {_trend_word(s['lprev_trend'], 'adapting')}",
+            f"   l0 - lafter gap: first quarter {s['gap_first_quarter']:.6f}, last quarter "
+            f"{s['gap_last_quarter']:.6f} ({'widening ✅' if s['gap_trend'] > 0 else 'not widening ❌'})",
+        ]
+        for f in fs:
+            if f.code == "LPREV_INCREASING":
+                lines += ["", f"   {ICON[f.severity]} {f.text}"]
+        lines.append("")
+    return lines
+
+
+def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str:
+    lines = [
+        "=" * 80,
+        "TTT DIAGNOSTIC REPORT - Figure 5 Analysis",
+        "=" * 80,
+        "",
+        "Expected healthy behavior: Blue > Orange > Green (decreasing over time)",
+        "",
+    ]
+    lines += [
+        f"Input: {run.get('input')}",
+        f"Model: {run.get('model')}" + (f"  checkpoint: {run['checkpoint']}" if run.get("checkpoint") else ""),
+        f"Device: {run.get('device')}",
+        f"Audio: {run.get('duration_s', 0):.2f} s at {run.get('sample_rate')} Hz; "
+        f"wall {run.get('wall_s', 0):.2f} s ({run.get('realtime_factor', 0):.1f}x real time)",
+        "l0 at the stream-start weights W0; lprev before, lafter after the update that includes the token; "
+        "every position kept (no cap).",
+        "",
+    ]
+    if run.get("interrupted"):
+        lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
+    if run.get("error"):
+        lines += [f"❌ MODEL ERROR: {run['error']}", ""]
+    for layer_id, (s, verdict, fs) in layers.items():
+        lines += layer_section(layer_id, s, verdict, fs)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,160 @@
+"""One monitoring session, whatever the front end: build source, backend, store and engine from the
+command-line options, and write the report (with what was seen, also after an interruption or an error)."""
+
+from __future__ import annotations
+
+import platform
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from . import __version__
+from .engine import Engine
+from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from .report import default_out_dir, write_report
+
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+if hasattr(signal, "SIGHUP"):
+    SIGNAL_EXIT[signal.SIGHUP] = 129
+SIGNAL_NAME = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", getattr(signal, "SIGHUP", -1): "SIGHUP"}
+
+
+def make_backend(args):
+    from .backends import EmbeddedBackend
+
+    if args.mini_batch is not None and args.mini_batch < 1:
+        raise InputError("--mini-batch must be at least 1")
+    if args.lr_scale < 0:
+        raise InputError("--lr-scale must be >= 0")
+    device = args.torch_device
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--torch-device {device}: no CUDA device here; use --torch-device cpu")
+    return EmbeddedBackend(lr_scale=args.lr_scale, mini_batch_size=args.mini_batch, device=device)
+
+
+def make_source(args, backend):
+    if args.mic:
+        from .sources.mic import MicSource
+
+        return MicSource(
+            backend.sample_rate, device=args.device, duration_s=args.duration, block_seconds=args.block_seconds
+        )
+    from .sources import FileSource
+
+    src = FileSource(args.input, backend.sample_rate, block_seconds=args.block_seconds)
+    min_s = (backend.model.cfg.n_fft + (backend.mini_batch_size - 1) * backend.model.cfg.hop) / backend.sample_rate
+    if src.duration_s < min_s:
+        raise InputError(
+            f"{src.path} holds {src.duration_s:.3f} s of audio, shorter than one mini-batch of the "
+            f"model ({backend.mini_batch_size} frames = {min_s:.2f} s); give a longer recording"
+        )
+    return src
+
+
+class Session:
+    def __init__(self, args):
+        self.args = args
+        self.backend = make_backend(args)
+        self.source = make_source(args, self.backend)
+        self.engine = Engine(self.source, self.backend)
+        self.store = self.engine.store
+        self.started = datetime.now()
+        name = "microphone" if args.mic else args.input
+        self.out_dir = Path(args.out) if args.out else default_out_dir(name)
+        self.signal_received: int | None = None
+        self.report_paths: dict | None = None
+
+    # -- signals: the report is written first, then the documented exit code ------------------------------
+    def install_signal_handlers(self) -> None:
+        for sig in SIGNAL_EXIT:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.signal_received is None:
+            self.signal_received = signum
+        self.engine.stop(SIGNAL_NAME.get(signum, str(signum)))
+
+    def run_info(self) -> dict:
+        import numpy
+        import torch
+
+        st = self.engine.status
+        return {
+            "input": "microphone" if self.args.mic else str(self.args.input),
+            **{k: v for k, v in self.source.describe().items() if k not in ("input", "duration_s")},
+            "input_duration_s": getattr(self.source, "duration_s", None),
+            "duration_s": round(st.audio_s, 4),
+            "sample_rate": self.backend.sample_rate,
+            "frame_rate": self.backend.frame_rate,
+            "model": self.backend.name,
+            "checkpoint": None,
+            "device": self.backend.device,
+            "lr_scale": getattr(self.backend, "lr_scale", None),
+            "mini_batch_size": getattr(self.backend, "mini_batch_size", None),
+            "versions": {
+                "ttt_tui": __version__,
+                "torch": torch.__version__,
+                "numpy": numpy.__version__,
+                "python": platform.python_version(),
+            },
+            "started": self.started.isoformat(timespec="seconds"),
+            "wall_s": round(self.engine.wall_s, 3),
+            "realtime_factor": round(st.realtime_factor, 2),
+            "state": st.state,
+            "interrupted": st.state != "finished",
+            "stop_reason": st.stop_reason,
+            "error": st.error,
+            "dropped_blocks": getattr(self.source, "dropped_blocks", None),
+        }
+
+    def write_report(self) -> dict:
+        self.report_paths = write_report(self.out_dir, self.store, self.run_info(), plots=not self.args.no_plots)
+        return self.report_paths
+
+    def exit_code(self) -> int:
+        if self.signal_received is not None:
+            return SIGNAL_EXIT[self.signal_received]
+        st = self.engine.status
+        if st.state == "error":
+            return EXIT_USAGE if st.error_detail is None else EXIT_INTERNAL
+        return EXIT_OK
+
+
+def progress_line(session: Session) -> str:
+    st = session.engine.status
+    total = getattr(session.source, "duration_s", None)
+    done = f"{st.audio_s:7.1f}" + (f"/{total:.1f} s ({100 * st.audio_s / total:3.0f}%)" if total else " s")
+    parts = [f"[{st.state}] {done} {st.realtime_factor:5.1f}x real time"]
+    from .diagnosis import diagnose
+
+    for layer_id in session.store.layer_ids:
+        s = session.store.summary(layer_id)
+        verdict, _ = diagnose(s)
+        if s["n_positions"]:
+            parts.append(f"L{layer_id} {verdict} viol {s['violation_rate']:.1f}% imp {s['avg_improvement']:.4f}")
+    return " | ".join(parts)
+
+
+def run_headless(session: Session, progress_every: float = 2.0) -> int:
+    err = sys.stderr
+    tty = err.isatty()
+    session.install_signal_handlers()
+    session.engine.start()
+    while not session.engine.wait(progress_every):
+        line = progress_line(session)
+        err.write(("\r" + line[:200] + "\x1b[K") if tty else line + "\n")
+        err.flush()
+    if tty:
+        err.write("\n")
+    st = session.engine.status
+    if st.error:
+        err.write(f"ttt-tui: {'input error' if st.error_detail is None else 'model error'}: {st.error}\n")
+    paths = session.write_report()
+    err.write(progress_line(session) + "\n")
+    err.write(f"report written to {session.out_dir}/ ({', '.join(p.name for p in paths.values())})\n")
+    err.flush()
+    return session.exit_code()

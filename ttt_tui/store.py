@@ -1,0 +1,81 @@
+"""The loss store: every position of every layer (no cap), appended by the engine, read by the UI and the
+report writers.
+
+Per layer one float32 array [capacity, 3] grown by 1.25x (at most 15 bytes per token, 12 used). Rows below
+``n`` are never written again, so a reader's view ``array[:n]`` stays valid after a later growth
+reallocates: readers take a version and a view under the lock and then read without it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .stats import LayerStats
+
+GROWTH = 1.25
+
+
+class _Layer:
+    __slots__ = ("data", "n", "stats", "version")
+
+    def __init__(self, capacity: int):
+        self.data = np.empty((capacity, 3), dtype=np.float32)
+        self.n = 0
+        self.stats = LayerStats()
+        self.version = 0
+
+
+class LossStore:
+    def __init__(self, layer_ids, frame_rate: float, initial_capacity: int = 4096):
+        self.frame_rate = float(frame_rate)
+        self._lock = threading.Lock()
+        self._layers = {int(i): _Layer(initial_capacity) for i in layer_ids}
+        self.version = 0
+
+    @property
+    def layer_ids(self) -> list[int]:
+        return list(self._layers)
+
+    def append(self, layer_id: int, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32).reshape(-1, 3)
+        if not block.shape[0]:
+            return
+        with self._lock:
+            lay = self._layers[layer_id]
+            need = lay.n + block.shape[0]
+            if need > lay.data.shape[0]:
+                grown = np.empty((max(need, int(lay.data.shape[0] * GROWTH) + 1), 3), dtype=np.float32)
+                grown[: lay.n] = lay.data[: lay.n]
+                lay.data = grown
+            lay.data[lay.n : need] = block
+            lay.stats.update(block)
+            lay.n = need
+            lay.version += 1
+            self.version += 1
+
+    def extend(self, blocks: dict[int, np.ndarray]) -> None:
+        for layer_id, block in blocks.items():
+            self.append(layer_id, block)
+
+    def view(self, layer_id: int) -> tuple[int, np.ndarray]:
+        """(version, read-only rows [n, 3]) of one layer; the rows never change afterwards."""
+        with self._lock:
+            lay = self._layers[layer_id]
+            v = lay.data[: lay.n]
+            v.flags.writeable = False
+            return lay.version, v
+
+    def n_positions(self, layer_id: int) -> int:
+        return self._layers[layer_id].n
+
+    def summary(self, layer_id: int) -> dict:
+        """Running statistics of one layer (the same numbers the final report prints)."""
+        with self._lock:
+            lay = self._layers[layer_id]
+            data = lay.data[: lay.n]
+            return lay.stats.summary(data)
+
+    def nbytes(self) -> int:
+        return sum(lay.data.nbytes for lay in self._layers.values())
