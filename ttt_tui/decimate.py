@@ -14,9 +14,9 @@ def minmax_decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.n
     n = y.shape[0]
     if n <= max_points:
         return x, y
-    buckets = max(1, max_points // 2)
-    size = -(-n // buckets)
-    pad = buckets * size - n
+    size = -(-n // max(1, max_points // 2))  # positions per bucket
+    buckets = -(-n // size)
+    pad = buckets * size - n  # < size: only the last bucket is partly padding
     yb = np.concatenate([y, np.full(pad, np.nan)]).reshape(buckets, size)
     imin = np.nanargmin(yb, axis=1)
     imax = np.nanargmax(yb, axis=1)

@@ -25,6 +25,8 @@ class FileSource:
             raise InputError(f"no such file: {self.path} (give the path of an audio file, or --mic)")
         if self.path.is_dir():
             raise InputError(f"{self.path} is a folder, not an audio file")
+        if self.path.stat().st_size == 0:
+            raise InputError(f"{self.path} is empty (0 bytes); give a recording")
         try:
             info = sf.info(str(self.path))
         except Exception as e:  # soundfile raises LibsndfileError (a RuntimeError) on non-audio files

@@ -1,0 +1,128 @@
+"""The engine with models that misbehave: NaN losses, an exception mid-run; pause/resume/stop."""
+
+import threading
+
+import numpy as np
+
+from ttt_tui.backends.base import Backend
+from ttt_tui.diagnosis import diagnose
+from ttt_tui.engine import Engine
+from ttt_tui.report import write_report
+
+
+class ListSource:
+    def __init__(self, n_blocks, size=1000, gate: threading.Event | None = None):
+        self.n_blocks, self.size, self.gate = n_blocks, size, gate
+
+    def blocks(self):
+        for _ in range(self.n_blocks):
+            if self.gate is not None:
+                self.gate.wait(5)
+            yield np.zeros(self.size, np.float32)
+
+    def describe(self):
+        return {"input": "test"}
+
+
+class FakeBackend(Backend):
+    """10 tokens per block; losses from ``make(position) -> [n, 3]``; raises at block ``fail_at``."""
+
+    name, sample_rate, frame_rate, device = "fake", 1000, 10.0, "cpu"
+
+    def __init__(self, make, fail_at=None):
+        self.make, self.fail_at, self.pos, self.blocks, self.pending = make, fail_at, 0, 0, []
+
+    @property
+    def layer_ids(self):
+        return [0, 1]
+
+    def reset(self):
+        self.pos = self.blocks = 0
+
+    def process(self, samples):
+        if self.fail_at is not None and self.blocks == self.fail_at:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        self.blocks += 1
+        self.pending.append(self.make(np.arange(self.pos, self.pos + 10)))
+        self.pos += 10
+        return 10
+
+    def take_losses(self):
+        if not self.pending:
+            return {}
+        block = np.concatenate(self.pending)
+        self.pending = []
+        return {0: block, 1: block * 2}
+
+
+def healthy(pos):
+    return np.stack([np.full(len(pos), 1.0), 0.6 - 0.1 * pos / 1000, 0.5 - 0.1 * pos / 1000], 1)
+
+
+def test_nan_model_is_exploding_and_reported(tmp_path):
+    def nan_after_50(pos):
+        x = healthy(pos)
+        x[pos >= 50] = np.nan
+        return x
+
+    eng = Engine(ListSource(20), FakeBackend(nan_after_50))
+    eng.start()
+    assert eng.wait(10)
+    assert eng.status.state == "finished"
+    s = eng.store.summary(0)
+    assert s["n_positions"] == 200 and s["nonfinite"] == 150
+    verdict, fs = diagnose(s)
+    assert verdict == "EXPLODING" and any("NON-FINITE" in f.text for f in fs)
+    paths = write_report(tmp_path, eng.store, {"input": "test", "interrupted": False})
+    assert "NON-FINITE LOSSES: 150 positions" in paths["text"].read_text()
+    assert '"verdict": "EXPLODING"' in paths["json"].read_text()
+
+
+def test_model_exception_keeps_what_was_seen():
+    eng = Engine(ListSource(20), FakeBackend(healthy, fail_at=7))
+    eng.start()
+    assert eng.wait(10)
+    st = eng.status
+    assert st.state == "error" and "illegal memory access" in st.error and st.error_detail
+    assert eng.store.n_positions(0) == 70
+    assert diagnose(eng.store.summary(0))[0] == "HEALTHY"
+
+
+def test_pause_resume_stop():
+    gate = threading.Event()
+    eng = Engine(ListSource(1000, gate=gate), FakeBackend(healthy))
+    eng.start()
+    gate.set()
+    while eng.store.n_positions(0) < 30:
+        pass
+    eng.pause()
+    assert eng.status.state == "paused"
+    import time
+
+    time.sleep(0.3)
+    n = eng.store.n_positions(0)
+    time.sleep(0.3)
+    assert eng.store.n_positions(0) <= n + 10  # at most the block in flight
+    eng.resume()
+    while eng.store.n_positions(0) < n + 50:
+        pass
+    eng.stop("user")
+    assert eng.wait(5)
+    assert eng.status.state == "stopped" and eng.status.stop_reason == "user"
+    assert eng.store.n_positions(0) < 10000
+
+
+def test_store_memory_per_token():
+    from ttt_tui.store import LossStore
+
+    store = LossStore([0, 1, 2], 50.0, initial_capacity=16)
+    block = np.ones((977, 3), np.float32)
+    for _ in range(1000):
+        for layer in range(3):
+            store.append(layer, block)
+    n = store.n_positions(0)
+    assert n == 977_000
+    assert store.nbytes() / (3 * n) <= 16.0
+    version, view = store.view(0)
+    store.append(0, block)  # a later append (and growth) leaves an earlier view intact
+    assert view.shape == (n, 3) and float(view.sum()) == 3 * n
