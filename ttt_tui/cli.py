@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--mic", action="store_true", help="listen to the microphone instead of a file")
     io.add_argument("--device", default=None, help="microphone: input device NAME or INDEX (see --list-devices)")
     io.add_argument("--list-devices", action="store_true", help="list the audio input devices and exit")
+    io.add_argument("--realtime", action="store_true", help="file: feed the audio at its own speed, like a live stream")
     io.add_argument("--duration", type=float, default=None, help="microphone: stop after SECONDS")
     io.add_argument("--out", default=None, help="report folder (default: ttt_tui_reports/<input>-<time>/)")
     io.add_argument(
@@ -35,6 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="no dashboard: progress on stderr, then the report (automatic when stdout is not a terminal)",
     )
     io.add_argument("--no-plots", action="store_true", help="skip the PNG plots in the report")
+    ui = p.add_argument_group("dashboard")
+    ui.add_argument(
+        "--refresh", type=float, default=2.0, help="chart redraws per second (default 2; lower over slow SSH)"
+    )
+    ui.add_argument(
+        "--marker",
+        choices=("braille", "hd", "dot", "ascii"),
+        default="braille",
+        help="chart marker; 'ascii' for terminals or fonts that draw braille badly",
+    )
+    ui.add_argument("--exit-on-finish", action="store_true", help="quit when the audio ends (after the report)")
     io.add_argument("--block-seconds", type=float, default=1.0, help="audio per inference step (default 1.0)")
     m = p.add_argument_group("embedded default model")
     m.add_argument(
@@ -57,6 +69,8 @@ def _validate(args) -> None:
         raise InputError("no input: give an audio file (e.g. assets/sample.wav) or --mic")
     if args.duration is not None and args.duration <= 0:
         raise InputError("--duration must be a positive number of seconds")
+    if not 0.1 <= args.refresh <= 30:
+        raise InputError("--refresh must be within 0.1..30 Hz")
     if args.block_seconds <= 0 or args.block_seconds > 60:
         raise InputError("--block-seconds must be within (0, 60]")
 
@@ -73,7 +87,11 @@ def main(argv=None) -> int:
         from .session import Session, run_headless
 
         session = Session(args)
-        return run_headless(session)
+        if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
+            return run_headless(session)
+        from .tui.run import run_dashboard
+
+        return run_dashboard(session, args)
     except InputError as e:
         print(f"ttt-tui: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -45,7 +45,7 @@ def make_source(args, backend):
         )
     from .sources import FileSource
 
-    src = FileSource(args.input, backend.sample_rate, block_seconds=args.block_seconds)
+    src = FileSource(args.input, backend.sample_rate, block_seconds=args.block_seconds, realtime=args.realtime)
     min_s = (backend.model.cfg.n_fft + (backend.mini_batch_size - 1) * backend.model.cfg.hop) / backend.sample_rate
     if src.duration_s < min_s:
         raise InputError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,9 @@ class FileSource:
     """Any sample rate, any channel count: downmixed to mono and resampled with soxr's streaming resampler
     (resampling blocks one by one would lose quality at block edges)."""
 
-    def __init__(self, path: str | Path, target_rate: int, block_seconds: float = 1.0):
+    def __init__(self, path: str | Path, target_rate: int, block_seconds: float = 1.0, realtime: bool = False):
         self.path = Path(path)
+        self.realtime = realtime  # pace the blocks at the speed of the audio (demos, like a live stream)
         self.target_rate = int(target_rate)
         if not self.path.exists():
             raise InputError(f"no such file: {self.path} (give the path of an audio file, or --mic)")
@@ -52,10 +54,14 @@ class FileSource:
         rs = None
         if self.file_rate != self.target_rate:
             rs = soxr.ResampleStream(self.file_rate, self.target_rate, 1, dtype="float32", quality="HQ")
+        t0, sent = time.monotonic(), 0
         try:
             with sf.SoundFile(str(self.path)) as f:
                 while True:
+                    if self.realtime:
+                        time.sleep(max(0.0, t0 + sent / self.file_rate - time.monotonic()))
                     x = f.read(self.block_in, dtype="float32", always_2d=True)
+                    sent += x.shape[0]
                     last = x.shape[0] < self.block_in
                     mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
                     if rs is not None:

@@ -1,0 +1,172 @@
+"""The dashboard: keys and states with Textual's Pilot, an SVG screenshot, and the real app in tmux."""
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ttt_tui.cli import build_parser
+from ttt_tui.session import Session
+from ttt_tui.tui.app import DashboardApp, LayerPanel
+from ttt_tui.tui.chart_data import ViewSettings, chart_series, moving_average
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "assets" / "sample.wav"
+
+
+def make_app(tmp_path, *extra, **kw):
+    args = build_parser().parse_args([str(SAMPLE), "--out", str(tmp_path / "rep"), "--torch-device", "cpu", *extra])
+    return DashboardApp(Session(args), install_signals=False, **kw)
+
+
+async def wait_for(pilot, cond, timeout=30.0):
+    t0 = time.time()
+    while not cond():
+        assert time.time() - t0 < timeout, "timed out"
+        await pilot.pause(0.1)
+
+
+def test_keys_and_states(tmp_path):
+    async def scenario():
+        app = make_app(tmp_path, "--realtime", "--block-seconds", "0.25")
+        async with app.run_test(size=(200, 60)) as pilot:
+            eng = app.engine
+            await wait_for(pilot, lambda: app.store.n_positions(0) > 20)
+            assert eng.status.state == "running"
+            await pilot.press("space")
+            assert eng.status.state == "paused"
+            await pilot.pause(0.6)
+            n = app.store.n_positions(0)
+            await pilot.pause(0.6)
+            assert app.store.n_positions(0) <= n + 13  # at most the block in flight
+            header = str(app.query_one("#header").render())
+            assert "PAUSED" in header
+            await pilot.press("space")
+            assert eng.status.state == "running"
+
+            v = app.view
+            await pilot.press("f")
+            assert not v.follow and v.frozen_n is not None
+            await pilot.press("f")
+            assert v.follow and v.frozen_n is None
+            await pilot.press("plus", "plus")
+            assert v.window_s == 120.0
+            await pilot.press("minus")
+            assert v.window_s == 600.0
+            for key, attr in (("l", "log_y"), ("s", "smooth"), ("x", "x_seconds")):
+                before = getattr(v, attr)
+                await pilot.press(key)
+                assert getattr(v, attr) != before
+
+            panels = list(app.query(LayerPanel))
+            await pilot.press("tab")
+            assert app.selected == 1 and panels[1].has_class("selected")
+            await pilot.press("e")
+            assert [p.display for p in panels] == [False, True, False]
+            await pilot.press("e")
+            assert all(p.display for p in panels)
+
+            await pilot.press("question_mark")
+            assert type(app.screen).__name__ == "HelpScreen"
+            await pilot.press("z")
+            assert type(app.screen).__name__ != "HelpScreen"
+
+            await pilot.press("r")  # a report now, mid-run
+            assert (tmp_path / "rep" / "report.json").exists()
+
+            await pilot.press("q")  # quit mid-run: the report says so
+        doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+        assert doc["run"]["interrupted"] is True and doc["run"]["stop_reason"] == "quit"
+        assert 0 < doc["layers"]["0"]["n_positions"] < 1235
+        assert (tmp_path / "rep" / "dashboard.svg").exists()
+
+    asyncio.run(scenario())
+
+
+def test_finished_run_report_and_svg_screenshot(tmp_path):
+    async def scenario():
+        app = make_app(tmp_path)
+        async with app.run_test(size=(200, 60)) as pilot:
+            await wait_for(pilot, lambda: app.finished_handled)
+            await wait_for(pilot, lambda: (tmp_path / "rep" / "dashboard.svg").exists())
+            await pilot.pause(0.3)
+            header = str(app.query_one("#header").render())
+            assert "FINISHED" in header and "report:" in header
+            assert all(p.redraws >= 1 for p in app.query(LayerPanel))
+            svg = app.export_screenshot()
+        return svg
+
+    svg = asyncio.run(scenario())
+    # the SVG is what a user sees: the verdicts, counters and the three series for every layer
+    assert svg.startswith("<svg")
+    for text in ("layer&#160;0", "layer&#160;2", "HEALTHY", "violations", "lafter", "seconds&#160;of&#160;audio"):
+        assert text in svg, text
+    saved = (tmp_path / "rep" / "dashboard.svg").read_text()
+    assert "HEALTHY" in saved and "FINISHED" in saved
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["run"]["interrupted"] is False
+
+
+def test_chart_series_windows_and_decimates():
+    n = 1_000_000
+    data = np.stack([np.full(n, 2.0), np.linspace(1, 0.5, n), np.linspace(0.9, 0.4, n)], 1).astype(np.float32)
+    data[123_456, 0] = 50.0  # a spike survives decimation
+    xlabel, series = chart_series(data, 50.0, ViewSettings(), columns=180)
+    assert xlabel == "seconds of audio"
+    for x, y in series:
+        assert len(x) <= 360
+    assert series[0][1].max() == 50.0
+    view = ViewSettings(zoom=4, x_seconds=False)  # last 10 s, token axis
+    _, series = chart_series(data, 50.0, view, columns=180)
+    assert series[1][0].min() == n - 500 and series[1][0].max() == n - 1
+    frozen = ViewSettings(follow=False, frozen_n=1000)
+    _, series = chart_series(data, 50.0, frozen, columns=180)
+    assert series[0][0].max() <= 999 / 50.0
+
+
+def test_moving_average_matches_direct():
+    y = np.random.default_rng(0).normal(size=300).astype(np.float32)
+    got = moving_average(y[100:], 10, y[91:100])
+    ref = np.array([y[i - 9 : i + 1].mean() for i in range(100, 300)])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (installed by .ci/run)")
+def test_end_to_end_in_tmux(tmp_path):
+    """The real command in a real terminal: read the screen, quit with q, check the report."""
+    name = f"ttt-e2e-{os.getpid()}"
+    out = tmp_path / "rep"
+    cmd = (
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} "
+        f"--torch-device cpu; echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-x", "200", "-y", "60", "-s", name, cmd], check=True)
+    try:
+        screen, t0 = "", time.time()
+        while time.time() - t0 < 60 and not ("FINISHED" in screen and "report:" in screen):
+            time.sleep(0.5)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+        assert "FINISHED" in screen, screen
+        assert screen.count("HEALTHY") >= 3 and "layer 2" in screen and "seconds of audio" in screen
+        assert "Traceback" not in screen
+        subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
+        t0 = time.time()
+        while time.time() - t0 < 20 and not (tmp_path / "exit").exists():
+            time.sleep(0.2)
+        assert (tmp_path / "exit").read_text().strip() == "EXIT=0"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["run"]["interrupted"] is False
+    assert {p.name for p in out.iterdir()} >= {
+        "dashboard.svg",
+        "ttt_diagnostic_report.txt",
+        "losses.csv",
+        "figure5_layer0.png",
+    }

@@ -1,0 +1,59 @@
+"""Run the dashboard with the terminal to itself: library output that would corrupt the screen goes to a log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from ..session import Session
+
+
+@contextlib.contextmanager
+def library_output_to(log_path: Path):
+    """Textual draws through ``sys.__stderr__`` and sizes itself from ``sys.__stdout__``: give it private
+    copies of the terminal and point fds 1 and 2 (C libraries such as libmpg123, model code that prints) at
+    ``log_path`` while the app runs."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    enc = sys.__stderr__.encoding or "utf-8"
+    term_out = os.fdopen(os.dup(1), "w", encoding=enc, errors="replace")
+    term_err = os.fdopen(os.dup(2), "w", encoding=enc, errors="replace")
+    original = sys.__stdout__, sys.__stderr__
+    log = open(log_path, "ab", buffering=0)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.__stdout__, sys.__stderr__ = term_out, term_err
+        yield
+    finally:
+        sys.__stdout__, sys.__stderr__ = original
+        for fd, dup in saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
+        term_out.close()
+        term_err.close()
+        log.close()
+        with contextlib.suppress(OSError):
+            if log_path.stat().st_size == 0:
+                log_path.unlink()
+
+
+def run_dashboard(session: Session, args) -> int:
+    from .app import DashboardApp
+
+    # Stale COLUMNS/LINES (exported by some shells and tools) would pin the size: read the terminal itself.
+    for var in ("COLUMNS", "LINES"):
+        os.environ.pop(var, None)
+    app = DashboardApp(session, refresh_hz=args.refresh, marker=args.marker, exit_on_finish=args.exit_on_finish)
+    with library_output_to(session.out_dir / "library_output.log"):
+        code = app.run()
+    where = session.report_paths and session.out_dir
+    if where:
+        print(f"report written to {where}/", file=sys.stderr)
+    if session.engine.status.error:
+        print(f"ttt-tui: error during the run: {session.engine.status.error}", file=sys.stderr)
+    return code if isinstance(code, int) else session.exit_code()
