@@ -3,7 +3,8 @@ per layer. Verdicts, most severe first (also in the README):
 
 - NO_DATA: no position recorded yet.
 - EXPLODING: NaN/Inf losses, or mean l0 > 10 ("HUGE LOSSES").
-- DEGENERATIVE: mean(lprev - lafter) < 0: the updates increase the loss.
+- DEGENERATIVE: mean(lprev - lafter) < -0.0001: the updates increase the loss (a negative improvement
+  smaller than the 0.0001 "negligible" threshold is float noise around no learning: NOT_LEARNING).
 - NOT_LEARNING: mean(lprev - lafter) < 0.0001: the three lines overlap.
 - NOT_ADAPTING: the context does not help: mean(l0 - lprev) <= 0, or more than 50 % ordering violations,
   or lprev rising while the l0 - lafter gap does not widen.
@@ -101,7 +102,7 @@ def verdict(s: dict, fs: list[Finding] | None = None) -> str:
     codes = {f.code for f in (findings(s) if fs is None else fs) if f.severity != "info"}
     if codes & {"NONFINITE", "HUGE_LOSSES"}:
         return "EXPLODING"
-    if "NEGATIVE_IMPROVEMENT" in codes:
+    if "NEGATIVE_IMPROVEMENT" in codes and s["avg_improvement"] < -0.0001:
         return "DEGENERATIVE"
     if "MINIMAL_IMPROVEMENT" in codes:
         return "NOT_LEARNING"

@@ -3,6 +3,7 @@ command-line options, and write the report (with what was seen, also after an in
 
 from __future__ import annotations
 
+import math
 import platform
 import signal
 import sys
@@ -25,8 +26,8 @@ def make_backend(args):
 
     if args.mini_batch is not None and args.mini_batch < 1:
         raise InputError("--mini-batch must be at least 1")
-    if args.lr_scale < 0:
-        raise InputError("--lr-scale must be >= 0")
+    if not math.isfinite(args.lr_scale):
+        raise InputError("--lr-scale must be a finite number")
     device = args.torch_device
     if device and device.startswith("cuda"):
         import torch

@@ -96,31 +96,35 @@ def _step_matrix(lr_mb: torch.Tensor, causal: bool) -> torch.Tensor:
 
 def _mini_batch(kind, W, W0, w_is_w0, xq, xk, tgt, lr_mb, gamma, beta, causal, with_losses):
     """One mini-batch of n tokens from weights W. Returns (out, losses [B,n,3] or None, eta last row, grads)."""
-    n = xk.shape[2]
     zk, z1k, x2k = _forward(kind, W, xk)
     resid, grad_z = _ln_residual_and_grad(zk, tgt, gamma, beta)
     eta = _step_matrix(lr_mb, causal)
 
     # Dual form: f(x; Wbar_i) without materialising Wbar_i. The "+ 1" carries the bias updates.
-    # XK rides along as extra queries when lafter is wanted (reference, "Cheap to compute").
-    xqs = torch.cat([xq, xk], 2) if with_losses else xq
-    etas = torch.cat([eta, eta], 2) if with_losses else eta
+    # lafter takes XK as the query and starts from the XK forward above, so a zero step gives lprev exactly.
+    kT = xk.transpose(-1, -2)
     if kind == "linear":
-        zq = xqs @ W["W1"] + W["b1"] - (etas * (xqs @ xk.transpose(-1, -2) + 1.0)) @ grad_z
         grads = (grad_z,)
+        zq = xq @ W["W1"] + W["b1"] - (eta * (xq @ kT + 1.0)) @ grad_z
+        za = zk - (eta * (xk @ kT + 1.0)) @ grad_z if with_losses else None
     else:
         grad_z1 = (grad_z @ W["W2"].transpose(-1, -2)) * gelu_tanh_grad(z1k)
-        z1q = xqs @ W["W1"] + W["b1"] - (etas * (xqs @ xk.transpose(-1, -2) + 1.0)) @ grad_z1
-        x2q = gelu_tanh(z1q)
-        zq = x2q @ W["W2"] + W["b2"] - (etas * (x2q @ x2k.transpose(-1, -2) + 1.0)) @ grad_z
         grads = (grad_z1, x2k, grad_z)
+        x2T = x2k.transpose(-1, -2)
+
+        def second_layer(x2):
+            return x2 @ W["W2"] + W["b2"] - (eta * (x2 @ x2T + 1.0)) @ grad_z
+
+        zq = second_layer(gelu_tanh(xq @ W["W1"] + W["b1"] - (eta * (xq @ kT + 1.0)) @ grad_z1))
+        za = second_layer(gelu_tanh(z1k - (eta * (xk @ kT + 1.0)) @ grad_z1)) if with_losses else None
     yq, _, _ = _ln_fwd(zq, gamma, beta)
-    out = xq + yq[:, :, :n]
+    out = xq + yq
 
     losses = None
     if with_losses:
         lprev = _loss_per_token(resid)
-        lafter = _loss_per_token(yq[:, :, n:] - tgt)
+        ya, _, _ = _ln_fwd(za, gamma, beta)
+        lafter = _loss_per_token(ya - tgt)
         if w_is_w0:
             l0 = lprev  # same weights: exactly equal in a stream's first mini-batch
         else:

@@ -16,8 +16,9 @@ def default_device() -> str:
 
 
 class EmbeddedBackend(Backend):
-    """Options: ``lr_scale`` scales the inner step size (0: the three lines overlap; large: a degenerative
-    or exploding run), ``mini_batch_size`` overrides the trained 16, ``device`` defaults to CUDA if present."""
+    """Options: ``lr_scale`` scales the inner step size (0: the three lines overlap; negative: a sign bug,
+    degenerative; 1e14: float32 overflow, exploding), ``mini_batch_size`` overrides the trained 16, ``device``
+    defaults to CUDA if present."""
 
     def __init__(
         self,

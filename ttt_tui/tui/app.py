@@ -78,7 +78,7 @@ class LayerPanel(Vertical):
     """One TTT layer: counters with the verdict badge, and the chart of the three losses."""
 
     DEFAULT_CSS = """
-    LayerPanel { border: round $primary-darken-2; height: 1fr; min-height: 8; }
+    LayerPanel { border: round $primary-darken-2; height: 1fr; min-height: 6; }
     LayerPanel.selected { border: round $accent; }
     LayerPanel > .counters { height: 2; }
     LayerPanel > PlotextPlot { height: 1fr; }
@@ -143,7 +143,8 @@ class DashboardApp(App):
     TITLE = "ttt-tui"
     CSS = """
     #header { height: 2; padding: 0 1; background: $boost; }
-    #layers { height: 1fr; }
+    #layers { height: 1fr; layout: grid; grid-size: 1; }
+    #layers.two-columns { grid-size: 2; }
     #findings { height: auto; max-height: 8; border: round $secondary; padding: 0 1; }
     #mic { height: 1; padding: 0 1; }
     """
@@ -203,6 +204,8 @@ class DashboardApp(App):
 
     def on_mount(self) -> None:
         self.query_one("#findings").border_title = "findings"
+        if len(self.store.layer_ids) > 4:  # many layers: two columns keep every chart on screen
+            self.query_one("#layers").add_class("two-columns")
         self._select(0)
         if self.install_signals:
             for sig in SIGNAL_EXIT:

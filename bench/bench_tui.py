@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""What the dashboard costs. Prints JSON (medians).
+
+1. full-screen redraw at 200x60: 8 layers x 3 series x 1M points each (goal <= 150 ms): every chart invalidated,
+   rebuilt and composited (Textual's Pilot, headless terminal);
+2. key-press-to-screen latency while inference runs on a long file (goal <= 200 ms): press ``l`` and wait until
+   every visible chart was rebuilt and the screen refreshed;
+3. inference throughput with the dashboard running over headless (goal >= 0.9): audio seconds per wall second
+   of the same file, engine alone vs engine under the app.
+
+    python bench/bench_tui.py [--points 1000000] [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ttt_tui.cli import build_parser  # noqa: E402
+from ttt_tui.engine import Engine  # noqa: E402
+from ttt_tui.session import Session  # noqa: E402
+from ttt_tui.store import LossStore  # noqa: E402
+from ttt_tui.tui.app import DashboardApp, LayerPanel  # noqa: E402
+
+
+class _NoAudio:
+    duration_s = 0.0
+
+    def blocks(self):
+        return iter(())
+
+    def describe(self):
+        return {"input": "bench"}
+
+
+class _IdleBackend:
+    name, device, sample_rate, frame_rate = "bench (8 synthetic layers)", "cpu", 16000, 50.0
+    layer_ids = list(range(8))
+
+    def reset(self):
+        pass
+
+    def take_losses(self):
+        return {}
+
+
+def big_store(points: int) -> LossStore:
+    store = LossStore(range(8), 50.0, initial_capacity=points)
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, points, dtype=np.float32)
+    for layer in range(8):
+        noise = rng.normal(0, 0.05, (points, 3)).astype(np.float32)
+        block = np.stack([1.0 + 0 * t, 0.8 - 0.2 * t, 0.7 - 0.25 * t], 1) + noise
+        store.append(layer, block)
+    return store
+
+
+def stub_session(store: LossStore, tmp: Path):
+    engine = Engine(_NoAudio(), _IdleBackend(), store)
+    return SimpleNamespace(
+        engine=engine,
+        store=store,
+        source=_NoAudio(),
+        backend=_IdleBackend(),
+        args=SimpleNamespace(mic=False, input="synthetic 8 x 1M"),
+        out_dir=tmp,
+        write_report=lambda: {},
+        exit_code=lambda: 0,
+        report_paths=None,
+    )
+
+
+async def settle(pilot, app, want_key) -> None:
+    """Until every visible chart shows ``want_key`` (view settings) and the screen was refreshed."""
+    while True:
+        panels = [p for p in app.query(LayerPanel) if p.display]
+        if all(p.drawn is not None and p.drawn[1] == want_key for p in panels):
+            break
+        await pilot.pause(0.005)
+    await pilot.pause()  # the compositor's refresh
+
+
+async def redraw_bench(points: int, runs: int, tmp: Path) -> dict:
+    store = big_store(points)
+    app = DashboardApp(stub_session(store, tmp), refresh_hz=0.1, install_signals=False)
+    times, builds = [], []
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause(0.5)
+        for _ in range(runs + 1):
+            for p in app.query(LayerPanel):
+                p.drawn = None
+            t0 = time.perf_counter()
+            app.refresh_charts()
+            prep = time.perf_counter() - t0
+            await settle(pilot, app, app.view.key())
+            times.append(time.perf_counter() - t0)
+            builds.append(prep)
+    times, builds = times[1:], builds[1:]  # the first includes plotext's warm-up
+    return {
+        "layers": 8,
+        "points_per_series": points,
+        "size": "200x60",
+        "full_redraw_ms_median": round(1000 * statistics.median(times), 1),
+        "data_prep_ms_median": round(1000 * statistics.median(builds), 1),
+        "all_ms": [round(1000 * t, 1) for t in times],
+    }
+
+
+def long_file(tmp: Path, minutes: float) -> Path:
+    x, sr = sf.read(str(ROOT / "assets" / "sample.wav"), dtype="float32")
+    x = np.tile(x, int(np.ceil(minutes * 60 * sr / len(x))))[: int(minutes * 60 * sr)]
+    path = tmp / "long.flac"
+    sf.write(str(path), x, sr)
+    return path
+
+
+def make_session(path: Path, tmp: Path) -> Session:
+    args = build_parser().parse_args([str(path), "--out", str(tmp / "rep"), "--torch-device", "cpu", "--no-plots"])
+    s = Session(args)
+    s.write_report = lambda: {}  # measure the run, not the report
+    return s
+
+
+async def latency_and_throughput(path: Path, presses: int, tmp: Path) -> dict:
+    session = make_session(path, tmp)
+    app = DashboardApp(session, install_signals=False)
+    lat = []
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause(1.0)
+        for _ in range(presses):
+            t0 = time.perf_counter()
+            await pilot.press("l")
+            await settle(pilot, app, app.view.key())
+            lat.append(time.perf_counter() - t0)
+            await pilot.pause(0.3)
+        while not session.engine.done:
+            await pilot.pause(0.1)
+    ui_rate = session.engine.status.audio_s / session.engine.wall_s
+
+    headless = make_session(path, tmp)
+    headless.engine.start()
+    while not headless.engine.wait(0.5):  # the headless loop reads the store the same way
+        headless.store.summary(0)
+    head_rate = headless.engine.status.audio_s / headless.engine.wall_s
+    return {
+        "key_to_screen_ms_median": round(1000 * statistics.median(lat), 1),
+        "key_to_screen_ms_all": [round(1000 * t, 1) for t in lat],
+        "audio_s_per_wall_s_with_ui": round(ui_rate, 1),
+        "audio_s_per_wall_s_headless": round(head_rate, 1),
+        "throughput_ui_over_headless": round(ui_rate / head_rate, 3),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--minutes", type=float, default=5.0, help="audio for the latency/throughput part")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        out = {"redraw": asyncio.run(redraw_bench(args.points, args.runs, tmp))}
+        out["live"] = asyncio.run(latency_and_throughput(long_file(tmp, args.minutes), args.runs, tmp))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
