@@ -90,6 +90,7 @@ def main(argv=None) -> int:
         "ours": EmbeddedBackend(device=args.device, record_losses=True),
         "seed": EmbeddedBackend(device=args.device, record_losses=False),
     }
+    backends["off"].prepare_thread()  # the product's thread settings (one intra-op thread on CPU)
     for layer in backends["seed"].model.ttt_layers:
         install_seed_probe(layer)
     rate = backends["off"].sample_rate

@@ -95,6 +95,7 @@ class Engine:
         st = self.status
         rate = self.backend.sample_rate
         try:
+            self.backend.prepare_thread()
             self.backend.reset()
             for samples in self.source.blocks():
                 while not self._running.is_set() and not self._stop.is_set():

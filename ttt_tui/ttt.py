@@ -32,7 +32,7 @@ class InnerLoopResult:
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1.0 + torch.tanh(_GELU_K * (x + 0.044715 * x.pow(3))))
+    return torch.nn.functional.gelu(x, approximate="tanh")
 
 
 def gelu_tanh_grad(x: torch.Tensor) -> torch.Tensor:
@@ -46,11 +46,10 @@ def _head_ln(ln_weight: torch.Tensor, ln_bias: torch.Tensor):
 
 
 def _ln_fwd(z, gamma, beta):
-    mu = z.mean(-1, keepdim=True)
-    var = z.var(-1, keepdim=True, unbiased=False)
-    std = torch.sqrt(var + LN_EPS)
-    xhat = (z - mu) / std
-    return gamma * xhat + beta, xhat, std
+    """Per-head layer norm. Returns (LN(z), xhat, 1/std); one fused op for the statistics (``z.var`` costs
+    several times more on the small tensors of a streaming step)."""
+    xhat, _, rstd = torch.native_layer_norm(z, (z.shape[-1],), None, None, LN_EPS)
+    return gamma * xhat + beta, xhat, rstd
 
 
 def _ln_residual_and_grad(z, target, gamma, beta):
@@ -59,11 +58,11 @@ def _ln_residual_and_grad(z, target, gamma, beta):
     The residual is what the layer-norm backward needs anyway: ``lprev`` comes from it for free
     (reference, "Cheap to compute").
     """
-    y, xhat, std = _ln_fwd(z, gamma, beta)
+    y, xhat, rstd = _ln_fwd(z, gamma, beta)
     resid = y - target
     g_xhat = resid * gamma
     d = z.shape[-1]
-    grad_z = (d * g_xhat - g_xhat.sum(-1, keepdim=True) - xhat * (g_xhat * xhat).sum(-1, keepdim=True)) / (d * std)
+    grad_z = (d * g_xhat - g_xhat.sum(-1, keepdim=True) - xhat * (g_xhat * xhat).sum(-1, keepdim=True)) * (rstd / d)
     return resid, grad_z
 
 
@@ -81,58 +80,38 @@ def _loss_per_token(resid: torch.Tensor) -> torch.Tensor:
     return resid.pow(2).mean(-1).mean(1)
 
 
-def _step_matrix(lr_mb: torch.Tensor, causal: bool) -> torch.Tensor:
-    """eta[b, h, i, j]: the weight of token j's gradient in the weights token i uses.
-
-    causal (ttt-lm-pytorch): lr_j / (i+1) for j <= i; non-causal (video-dit): lr_j for every j.
-    """
-    n = lr_mb.shape[-1]
-    eta = lr_mb[:, :, None, :].expand(*lr_mb.shape[:2], n, n)
+def _step_matrices(lr: torch.Tensor, b: int, causal: bool) -> torch.Tensor:
+    """eta[..., k, i, j] for every complete mini-batch k at once: the weight of token j's gradient in the
+    weights token i uses. causal (ttt-lm-pytorch): lr_j / (i+1) for j <= i; non-causal (video-dit): lr_j."""
+    B, H, T = lr.shape
+    eta = lr.reshape(B, H, T // b, 1, b).expand(B, H, T // b, b, b)
     if causal:
-        idx = torch.arange(1, n + 1, device=lr_mb.device, dtype=lr_mb.dtype)
+        idx = torch.arange(1, b + 1, device=lr.device, dtype=lr.dtype)
         eta = torch.tril(eta / idx[:, None])
     return eta
 
 
-def _mini_batch(kind, W, W0, w_is_w0, xq, xk, tgt, lr_mb, gamma, beta, causal, with_losses):
-    """One mini-batch of n tokens from weights W. Returns (out, losses [B,n,3] or None, eta last row, grads)."""
+def _mini_batch(kind, W, xqs, xk, tgt, etas, gamma, beta, n_q):
+    """One mini-batch from weights W. ``xqs`` are the query rows: the n_q tokens' XQ, followed (when lafter is
+    wanted) by their XK; ``etas`` the matching rows of the step matrix.
+
+    Returns (out [.., n_q, d], lprev residual, LN(f(XK; Wbar)) rows or None, grads)."""
     zk, z1k, x2k = _forward(kind, W, xk)
     resid, grad_z = _ln_residual_and_grad(zk, tgt, gamma, beta)
-    eta = _step_matrix(lr_mb, causal)
-
-    # Dual form: f(x; Wbar_i) without materialising Wbar_i. The "+ 1" carries the bias updates.
-    # lafter takes XK as the query and starts from the XK forward above, so a zero step gives lprev exactly.
+    # Dual form: f(x; Wbar_i) without materialising Wbar_i; the "+ 1" carries the bias updates. XK rides
+    # along as extra query rows for lafter (reference, "Cheap to compute": a few more rows, no more ops).
     kT = xk.transpose(-1, -2)
     if kind == "linear":
         grads = (grad_z,)
-        zq = xq @ W["W1"] + W["b1"] - (eta * (xq @ kT + 1.0)) @ grad_z
-        za = zk - (eta * (xk @ kT + 1.0)) @ grad_z if with_losses else None
+        zq = xqs @ W["W1"] + W["b1"] - (etas * (xqs @ kT + 1.0)) @ grad_z
     else:
         grad_z1 = (grad_z @ W["W2"].transpose(-1, -2)) * gelu_tanh_grad(z1k)
         grads = (grad_z1, x2k, grad_z)
-        x2T = x2k.transpose(-1, -2)
-
-        def second_layer(x2):
-            return x2 @ W["W2"] + W["b2"] - (eta * (x2 @ x2T + 1.0)) @ grad_z
-
-        zq = second_layer(gelu_tanh(xq @ W["W1"] + W["b1"] - (eta * (xq @ kT + 1.0)) @ grad_z1))
-        za = second_layer(gelu_tanh(z1k - (eta * (xk @ kT + 1.0)) @ grad_z1)) if with_losses else None
+        x2q = gelu_tanh(xqs @ W["W1"] + W["b1"] - (etas * (xqs @ kT + 1.0)) @ grad_z1)
+        zq = x2q @ W["W2"] + W["b2"] - (etas * (x2q @ x2k.transpose(-1, -2) + 1.0)) @ grad_z
     yq, _, _ = _ln_fwd(zq, gamma, beta)
-    out = xq + yq
-
-    losses = None
-    if with_losses:
-        lprev = _loss_per_token(resid)
-        ya, _, _ = _ln_fwd(za, gamma, beta)
-        lafter = _loss_per_token(ya - tgt)
-        if w_is_w0:
-            l0 = lprev  # same weights: exactly equal in a stream's first mini-batch
-        else:
-            z0, _, _ = _forward(kind, W0, xk)
-            y0, _, _ = _ln_fwd(z0, gamma, beta)
-            l0 = _loss_per_token(y0 - tgt)
-        losses = torch.stack([l0, lprev, lafter], -1)
-    return out, losses, eta[:, :, -1, :], grads
+    out = xqs[:, :, :n_q] + yq[:, :, :n_q]
+    return out, resid, (yq[:, :, n_q:] if yq.shape[2] > n_q else None), grads
 
 
 def _commit(kind, W, xk, eta_last, grads):
@@ -169,46 +148,74 @@ def run_inner_loop(
     w_is_w0=None,
 ):
     """``inner_loop`` with the switches the layer needs: ``with_losses=False`` is the uninstrumented path,
-    ``w_is_w0`` says whether ``params`` are still the stream-start weights (default: ``W0 is None``)."""
+    ``w_is_w0`` says whether ``params`` are still the stream-start weights (default: ``W0 is None``).
+
+    Only what depends on the sequential weights runs per mini-batch; the loss reductions and ``l0`` (which
+    needs only W0) run once over the whole call, so instrumentation adds few operations per mini-batch.
+    """
     if kind not in ("linear", "mlp"):
         raise ValueError(f"kind must be 'linear' or 'mlp', not {kind!r}")
-    if mini_batch_size < 1:
+    b = int(mini_batch_size)
+    if b < 1:
         raise ValueError("mini_batch_size must be >= 1")
     if w_is_w0 is None:
         w_is_w0 = W0 is None
     if W0 is None:
         W0 = params
     gamma, beta = _head_ln(ln_weight, ln_bias)
-    T = XQ.shape[2]
+    B, H, T, d = XQ.shape
+    nb = T // b
+    n_full = nb * b
+    if nb:
+        # Per call, not per mini-batch: the step matrices, and the [XQ; XK] query rows of every mini-batch.
+        etas = _step_matrices(lr[:, :, :n_full], b, causal)  # [B, H, nb, b, b]
+        if with_losses:
+            queries = torch.cat(
+                [XQ[:, :, :n_full].reshape(B, H, nb, b, d), XK[:, :, :n_full].reshape(B, H, nb, b, d)], 3
+            )  # [B, H, nb, 2b, d]
+            query_etas = torch.cat([etas, etas], 3)
+        else:
+            queries, query_etas = XQ[:, :, :n_full].reshape(B, H, nb, b, d), etas
     W = dict(params)
-    outs, losses = [], []
-    for s in range(0, T, mini_batch_size):
-        e = min(s + mini_batch_size, T)
-        out, loss, eta_last, grads = _mini_batch(
-            kind,
-            W,
-            W0,
-            w_is_w0,
-            XQ[:, :, s:e],
-            XK[:, :, s:e],
-            target[:, :, s:e],
-            lr[:, :, s:e],
-            gamma,
-            beta,
-            causal,
-            with_losses,
-        )
+    outs, resids, yafter = [], [], []
+    n_at_w0 = 0  # tokens processed at the stream-start weights (before the first commit)
+    for s in range(0, T, b):
+        e = min(s + b, T)
+        xk = XK[:, :, s:e]
+        if e - s == b:
+            k = s // b
+            xqs, qeta, eta_last = queries[:, :, k], query_etas[:, :, k], etas[:, :, k, -1]
+        else:  # trailing tokens of an incomplete mini-batch
+            eta = _step_matrices(lr[:, :, s:e], e - s, causal)[:, :, 0]
+            xqs = torch.cat([XQ[:, :, s:e], xk], 2) if with_losses else XQ[:, :, s:e]
+            qeta = torch.cat([eta, eta], 2) if with_losses else eta
+            eta_last = eta[:, :, -1]
+        out, resid, ya, grads = _mini_batch(kind, W, xqs, xk, target[:, :, s:e], qeta, gamma, beta, e - s)
         outs.append(out)
-        if loss is not None:
-            losses.append(loss)
-        if e - s == mini_batch_size:  # only a complete mini-batch commits
-            W = _commit(kind, W, XK[:, :, s:e], eta_last, grads)
+        if with_losses:
+            resids.append(resid)
+            yafter.append(ya)
+        if w_is_w0:
+            n_at_w0 = e
+        if e - s == b:  # only a complete mini-batch commits
+            W = _commit(kind, W, xk, eta_last, grads)
             w_is_w0 = False
     out = torch.cat(outs, 2) if outs else XQ.new_zeros(XQ.shape)
     if not with_losses:
         return InnerLoopResult(out, W, None)
-    loss = torch.cat(losses, 1) if losses else XQ.new_zeros(XQ.shape[0], 0, 3)
-    return InnerLoopResult(out, W, loss)
+    if not T:
+        return InnerLoopResult(out, W, XQ.new_zeros(XQ.shape[0], 0, 3))
+    after = torch.cat(yafter, 2) - target
+    before = torch.cat(resids, 2)
+    if n_at_w0 == T:  # same weights: l0 is exactly lprev in a stream's first mini-batch
+        res = torch.stack([before, before, after], -1)
+    else:  # one forward with W0 for every token not in the first mini-batch
+        z0, _, _ = _forward(kind, W0, XK[:, :, n_at_w0:])
+        y0, _, _ = _ln_fwd(z0, gamma, beta)
+        initial = torch.cat([before[:, :, :n_at_w0], y0 - target[:, :, n_at_w0:]], 2) if n_at_w0 else y0 - target
+        res = torch.stack([initial, before, after], -1)
+    losses = res.pow(2).mean(3).mean(1)  # [B, H, T, d, 3] -> MSE per element, mean over heads: [B, T, 3]
+    return InnerLoopResult(out, W, losses)
 
 
 def inner_loop(kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal=True, W0=None):

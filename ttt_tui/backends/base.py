@@ -35,5 +35,9 @@ class Backend(ABC):
     def take_losses(self) -> dict[int, np.ndarray]:
         """Per layer, the losses recorded since the last call: float32 [n, 3] = (l0, lprev, lafter)."""
 
+    def prepare_thread(self) -> None:
+        """Called by the engine in its own thread before the first block (thread-local settings)."""
+        return None
+
     def describe(self) -> dict:
         return {"model": self.name, "device": self.device, "sample_rate": self.sample_rate}

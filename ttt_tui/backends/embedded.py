@@ -50,6 +50,13 @@ class EmbeddedBackend(Backend):
     def reset(self) -> None:
         self.model.reset_stream()
 
+    def prepare_thread(self) -> None:
+        """One intra-op thread on CPU: this model is bound by per-op dispatch, and a second OpenMP team in a
+        worker thread competes with the main thread's for the cores (measured on 2 cores, 60 s of audio:
+        0.40 s with one thread, 1.57 s with two; bench/RESULTS.md)."""
+        if self.device == "cpu":
+            torch.set_num_threads(1)
+
     def process(self, samples: np.ndarray) -> int:
         return self.model.stream_step(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)))
 
