@@ -9,15 +9,26 @@ def test_keeps_extremes_and_bounds_points(n):
     rng = np.random.default_rng(n)
     y = rng.normal(size=n)
     y[n // 3] = 50.0  # a spike must survive
-    x = np.arange(n)
+    y[n // 2] = -50.0
+    x = np.arange(n) / 50.0
     xd, yd = minmax_decimate(x, y, 4000)
     assert len(xd) <= 4000 and len(xd) == len(yd)
     assert yd.max() == y.max() and yd.min() == y.min()
-    assert np.all(np.diff(xd) >= 0)
-    np.testing.assert_array_equal(y[xd], yd)
+    assert np.all(np.diff(xd) >= 0) and xd[0] == x[0] and xd[-1] == x[-1]
+    # every kept value is a value of the data, within its bucket's x range
+    assert np.isin(yd, y).all()
+
+
+def test_bucket_envelope():
+    y = np.array([3.0, 1.0, 2.0, 9.0, 4.0, 5.0, 0.0, 7.0])
+    xd, yd = minmax_decimate(np.arange(8.0), y, 4)  # two buckets of four
+    assert list(yd) == [1.0, 9.0, 0.0, 7.0] and list(xd) == [0.0, 3.0, 4.0, 7.0]
 
 
 def test_drops_non_finite():
     y = np.array([1.0, np.nan, 2.0, np.inf, 3.0])
     xd, yd = minmax_decimate(np.arange(5), y, 100)
     assert list(yd) == [1.0, 2.0, 3.0] and list(xd) == [0, 2, 4]
+    y = np.concatenate([np.full(5000, np.nan), np.linspace(0, 1, 5000)])
+    xd, yd = minmax_decimate(np.arange(10000), y, 100)
+    assert np.isfinite(yd).all() and yd.min() == 0.0 and yd.max() == 1.0 and xd.min() >= 5000

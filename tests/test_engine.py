@@ -126,3 +126,54 @@ def test_store_memory_per_token():
     version, view = store.view(0)
     store.append(0, block)  # a later append (and growth) leaves an earlier view intact
     assert view.shape == (n, 3) and float(view.sum()) == 3 * n
+
+
+def _args(*extra):
+    from ttt_tui.cli import build_parser
+
+    sample = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "sample.wav"
+    return build_parser().parse_args([str(sample), "--torch-device", "cpu", *extra])
+
+
+def test_process_engine_runs_the_model_in_a_child():
+    """The dashboard's engine: same results as the thread engine, losses streamed back to the store."""
+    from ttt_tui.engine_process import ProcessEngine
+    from ttt_tui.session import Session
+
+    s = Session(_args())
+    eng = ProcessEngine(s.args, s.source, s.backend)
+    eng.start()
+    assert eng.wait(60)
+    assert eng.status.state == "finished" and eng.status.error is None
+    assert abs(eng.status.audio_s - 24.73) < 0.01
+    s.engine.start()
+    assert s.engine.wait(60)
+    for layer in s.store.layer_ids:
+        _, a = eng.store.view(layer)
+        _, b = s.store.view(layer)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_process_engine_pause_and_stop():
+    from ttt_tui.engine_process import ProcessEngine
+    from ttt_tui.session import Session
+
+    s = Session(_args("--realtime", "--block-seconds", "0.25"))
+    eng = ProcessEngine(s.args, s.source, s.backend)
+    eng.start()
+    import time
+
+    t0 = time.time()
+    while eng.store.n_positions(0) < 30 and time.time() - t0 < 30:
+        time.sleep(0.05)
+    eng.pause()
+    assert eng.status.state == "paused"
+    time.sleep(0.5)
+    n = eng.store.n_positions(0)
+    time.sleep(0.6)
+    assert eng.store.n_positions(0) <= n + 13
+    eng.resume()
+    eng.stop("quit")
+    assert eng.wait(20)
+    assert eng.status.state == "stopped" and eng.status.stop_reason == "quit"
+    assert 0 < eng.store.n_positions(0) < 1235

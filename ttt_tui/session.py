@@ -69,6 +69,12 @@ class Session:
         self.signal_received: int | None = None
         self.report_paths: dict | None = None
 
+    def use_process_engine(self) -> None:
+        """Run inference in a child process (the dashboard: no GIL shared with the UI)."""
+        from .engine_process import ProcessEngine
+
+        self.engine = ProcessEngine(self.args, self.source, self.backend, self.store)
+
     # -- signals: the report is written first, then the documented exit code ------------------------------
     def install_signal_handlers(self) -> None:
         for sig in SIGNAL_EXIT:

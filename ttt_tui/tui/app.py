@@ -31,8 +31,16 @@ VERDICT_STYLE = {
     "EXPLODING": "bold white on red",
     "NO_DATA": "bold white on grey37",
 }
-STATE_STYLE = {"running": "green", "paused": "yellow", "finished": "cyan", "stopped": "yellow", "error": "red"}
+STATE_STYLE = {
+    "starting": "blue",
+    "running": "green",
+    "paused": "yellow",
+    "finished": "cyan",
+    "stopped": "yellow",
+    "error": "red",
+}
 MARKERS = {"braille": "braille", "hd": "hd", "dot": "dot", "ascii": "*"}
+CHART_BUDGET = 0.08  # while inference runs, charts may use at most this share of the time (same GIL)
 
 HELP = """\
 [b]ttt-tui keys[/b]
@@ -74,6 +82,16 @@ class HelpScreen(ModalScreen):
         self.dismiss()
 
 
+class TimedPlot(PlotextPlot):
+    """textual-plotext's chart, timing its builds: their cost paces the next round of redraws."""
+
+    def render(self):
+        t0 = time.perf_counter()
+        result = super().render()
+        self.app.chart_render_s += time.perf_counter() - t0
+        return result
+
+
 class LayerPanel(Vertical):
     """One TTT layer: counters with the verdict badge, and the chart of the three losses."""
 
@@ -93,7 +111,7 @@ class LayerPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="counters")
-        yield PlotextPlot()
+        yield TimedPlot()
 
     def set_counters(self, s: dict, verdict: str, frame_rate: float) -> None:
         t = Text()
@@ -186,7 +204,9 @@ class DashboardApp(App):
         self.finished_handled = False
         self.report_note = ""
         self.exit_code = 0
-        self.last_chart_s = 0.0
+        self.chart_render_s = 0.0  # plotext build time since the last round (TimedPlot adds to it)
+        self._round_at = 0.0
+        self._round_cost = 0.0
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -262,13 +282,21 @@ class DashboardApp(App):
             self.finished_handled = True
             self.on_run_end()
 
-    def refresh_charts(self) -> None:
-        t0 = time.perf_counter()
+    def refresh_charts(self, force: bool = False) -> None:
+        """Redraw the visible charts whose data or view changed. While inference runs, a round waits until
+        the last one's cost (data preparation + plotext builds) is at most CHART_BUDGET of the time since:
+        the UI shares the GIL with the inference thread. A key press (force) redraws at once."""
+        now = time.perf_counter()
+        cost = self._round_cost + self.chart_render_s
+        if not force and self.engine.status.state == "running" and (now - self._round_at) * CHART_BUDGET < cost:
+            return
+        self.chart_render_s = 0.0
         for panel in self.panels():
             if panel.display:
                 version, data = self.store.view(panel.layer_id)
                 panel.draw(data, self.store.frame_rate, self.view, self.marker, version)
-        self.last_chart_s = time.perf_counter() - t0
+        self._round_at = now
+        self._round_cost = time.perf_counter() - now
 
     def on_unmount(self) -> None:
         """However the app ends, the inference thread ends with it."""
@@ -277,7 +305,7 @@ class DashboardApp(App):
 
     # -- end of the run -----------------------------------------------------------------------------------
     def on_run_end(self) -> None:
-        self.refresh_charts()
+        self.refresh_charts(force=True)
         self.write_report(final=True)
         if self.exit_on_finish:
             self.finish(self.session.exit_code())
@@ -309,15 +337,15 @@ class DashboardApp(App):
         v = self.view
         v.follow = not v.follow
         v.frozen_n = None if v.follow else max(self.store.n_positions(i) for i in self.store.layer_ids)
-        self.refresh_charts()
+        self.refresh_charts(force=True)
 
     def action_zoom(self, step: int) -> None:
         self.view.zoom = max(0, min(len(ZOOM_LEVELS) - 1, self.view.zoom + step))
-        self.refresh_charts()
+        self.refresh_charts(force=True)
 
     def action_toggle(self, name: str) -> None:
         setattr(self.view, name, not getattr(self.view, name))
-        self.refresh_charts()
+        self.refresh_charts(force=True)
 
     def _select(self, index: int) -> None:
         panels = self.panels()
@@ -329,13 +357,13 @@ class DashboardApp(App):
 
     def action_next_layer(self) -> None:
         self._select(self.selected + 1)
-        self.refresh_charts()
+        self.refresh_charts(force=True)
 
     def action_expand(self) -> None:
         self.expanded = not self.expanded
         for i, p in enumerate(self.panels()):
             p.display = (i == self.selected) or not self.expanded
-        self.call_after_refresh(self.refresh_charts)
+        self.call_after_refresh(self.refresh_charts, True)
 
     def action_report(self) -> None:
         self.write_report()

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..decimate import minmax_decimate
-
 ZOOM_LEVELS = (None, 600.0, 120.0, 30.0, 10.0)  # seconds shown; None = the whole run
 SMOOTH_TOKENS = 10  # the paper's moving average
 
@@ -47,14 +45,57 @@ def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, column
     n = data.shape[0] if view.follow or view.frozen_n is None else min(view.frozen_n, data.shape[0])
     window = view.window_s
     start = 0 if window is None else max(0, n - int(window * frame_rate))
-    pos = np.arange(start, n)
-    x = pos / frame_rate if view.x_seconds else pos.astype(np.float64)
+    rows = data[start:n]
+    if view.smooth:
+        pre = data[max(0, start - SMOOTH_TOKENS + 1) : start]
+        rows = np.stack([moving_average(rows[:, c], SMOOTH_TOKENS, pre[:, c]) for c in range(3)], 1)
+    if view.log_y:  # plotted as log10 of the loss (plotext's own log axis fails on its margins)
+        rows = np.log10(np.maximum(rows, 1e-12))
+    xd, lo, hi = minmax_rows(rows, max(4, columns))
+    scale = 1.0 / frame_rate if view.x_seconds else 1.0
     out = []
-    for col in range(3):
-        y = data[start:n, col]
-        if view.smooth:
-            y = moving_average(y, SMOOTH_TOKENS, data[max(0, start - SMOOTH_TOKENS + 1) : start, col])
-        if view.log_y:  # plotted as log10 of the loss (plotext's own log axis fails on its margins)
-            y = np.log10(np.maximum(y, 1e-12))
-        out.append(minmax_decimate(x, y, max(8, 2 * columns)))
+    for c in range(3):
+        x, y = xd[c], np.stack([lo[c], hi[c]], 1).reshape(-1)
+        out.append(((x + start) * scale, y))
     return ("seconds of audio" if view.x_seconds else "token"), out
+
+
+def minmax_rows(rows: np.ndarray, buckets: int):
+    """Min/max decimation of the three columns together, in one contiguous pass: per column, x positions
+    (bucket first and last row) and the min and max of each bucket; non-finite values dropped."""
+    n = rows.shape[0]
+    if n <= 2 * buckets:  # few enough: every point, as a (lo, hi) pair of the same value
+        xs, los, his = [], [], []
+        for c in range(3):
+            keep = np.isfinite(rows[:, c])
+            idx = np.nonzero(keep)[0].astype(np.float64)
+            xs.append(np.stack([idx, idx], 1).reshape(-1))
+            los.append(rows[keep, c])
+            his.append(rows[keep, c])
+        return xs, los, his
+    size = -(-n // buckets)
+    full = n // size
+    # one transposed copy, then min/max along contiguous rows (numpy's fast path)
+    blocks = np.ascontiguousarray(rows[: full * size].T).reshape(3, full, size)
+    lo, hi = blocks.min(2).T, blocks.max(2).T
+    first = np.arange(full, dtype=np.float64) * size
+    last = first + size - 1
+    if full * size < n:  # the shorter last bucket
+        lo = np.concatenate([lo, rows[full * size :].min(0, keepdims=True)])
+        hi = np.concatenate([hi, rows[full * size :].max(0, keepdims=True)])
+        first, last = np.append(first, full * size), np.append(last, n - 1)
+    xs, los, his = [], [], []
+    for c in range(3):
+        lc, hc = lo[:, c], hi[:, c]
+        ok = np.isfinite(lc) & np.isfinite(hc)
+        if not ok.all():  # NaN/Inf inside some buckets: recompute those with the nan-aware reductions
+            bad = np.nonzero(~ok)[0]
+            for b in bad:
+                seg = rows[int(first[b]) : int(last[b]) + 1, c]
+                seg = seg[np.isfinite(seg)]
+                lc[b], hc[b] = (seg.min(), seg.max()) if seg.size else (np.nan, np.nan)
+            ok = np.isfinite(lc)
+        xs.append(np.stack([first[ok], last[ok]], 1).reshape(-1))
+        los.append(lc[ok])
+        his.append(hc[ok])
+    return xs, los, his

@@ -45,12 +45,21 @@ def library_output_to(log_path: Path):
 def run_dashboard(session: Session, args) -> int:
     from .app import DashboardApp
 
+    session.use_process_engine()
+
     # Stale COLUMNS/LINES (exported by some shells and tools) would pin the size: read the terminal itself.
     for var in ("COLUMNS", "LINES"):
         os.environ.pop(var, None)
     app = DashboardApp(session, refresh_hz=args.refresh, marker=args.marker, exit_on_finish=args.exit_on_finish)
-    with library_output_to(session.out_dir / "library_output.log"):
-        code = app.run()
+    # The UI shares the GIL with the inference thread, whose op dispatch holds it in bursts: a shorter switch
+    # interval lets key presses through faster (bench/bench_tui.py measures latency and throughput).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    try:
+        with library_output_to(session.out_dir / "library_output.log"):
+            code = app.run()
+    finally:
+        sys.setswitchinterval(interval)
     where = session.report_paths and session.out_dir
     if where:
         print(f"report written to {where}/", file=sys.stderr)

@@ -1,0 +1,175 @@
+"""The engine in a child process, for the dashboard.
+
+The default model's inference is bound by Python-side op dispatch, so in one process it shares the GIL with
+the Textual app: on 2 cores the UI cost a quarter of the inference speed (bench/RESULTS.md). In a child
+process each has its own interpreter. The child runs the same ``Engine`` and sends loss blocks and status
+over a queue; a receiver thread here appends them to the store the UI reads. Same interface as ``Engine``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import asdict
+
+from .engine import EngineStatus
+from .store import LossStore
+
+STATUS_EVERY_S = 0.1
+
+
+class _QueueStore:
+    """The child's store: forwards each block to the parent."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def extend(self, blocks: dict) -> None:
+        if blocks:
+            self.q.put(("losses", blocks))
+
+
+def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int) -> None:
+    # The parent owns the terminal and the signals (ctrl+c, SIGHUP, SIGTERM reach the whole process group):
+    # it stops us through stop_ev, after it has what we sent.
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
+    import argparse
+
+    from .engine import Engine
+    from .errors import InputError
+    from .session import make_backend, make_source
+
+    try:
+        ns = argparse.Namespace(**args)
+        backend = make_backend(ns)
+        source = make_source(ns, backend)
+    except InputError as e:
+        q.put(("status", {"state": "error", "error": str(e)}))
+        q.put(("done", None))
+        return
+    eng = Engine(source, backend, _QueueStore(q))
+    eng.start()
+    paused = False
+    while not eng.wait(STATUS_EVERY_S):
+        if stop_ev.is_set() or os.getppid() != parent_pid:  # stopped, or the parent is gone
+            eng.stop("stopped")
+        if pause_ev.is_set() != paused:
+            paused = pause_ev.is_set()
+            eng.pause() if paused else eng.resume()
+        q.put(("status", _status(eng, source)))
+    q.put(("status", _status(eng, source)))
+    q.put(("done", None))
+
+
+def _status(eng, source) -> dict:
+    st = asdict(eng.status)
+    st.pop("events", None)
+    st["level_db"] = getattr(source, "level_db", None)
+    st["dropped_blocks"] = getattr(source, "dropped_blocks", None)
+    return st
+
+
+class ProcessEngine:
+    """``Engine``'s interface, with inference in a spawned child process."""
+
+    def __init__(self, args, source, backend, store: LossStore | None = None):
+        self.args = args
+        self.source = source  # the parent's copy: duration and description; mic level comes from the child
+        self.store = store or LossStore(backend.layer_ids, backend.frame_rate)
+        self.status = EngineStatus()
+        self._ctx = mp.get_context("spawn")  # no fork of a process that holds OpenMP and Textual threads
+        self._q = self._ctx.Queue()
+        self._pause = self._ctx.Event()
+        self._stop = self._ctx.Event()
+        self._done = threading.Event()
+        self._proc = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        self.status.state = "starting"
+        self._proc = self._ctx.Process(
+            target=_child_main,
+            args=(vars(self.args), self._q, self._pause, self._stop, os.getpid()),
+            name="ttt-tui-inference",
+            daemon=True,
+        )
+        self._proc.start()
+        threading.Thread(target=self._receive, name="ttt-tui-receiver", daemon=True).start()
+
+    def _receive(self) -> None:
+        st = self.status
+        try:
+            while True:
+                try:
+                    kind, payload = self._q.get(timeout=0.2)
+                except queue.Empty:
+                    if self._proc is not None and not self._proc.is_alive():
+                        if st.state not in ("finished", "stopped", "error"):
+                            st.state, st.error = "error", f"inference process died (exit code {self._proc.exitcode})"
+                            st.error_detail = st.error
+                        return
+                    continue
+                if kind == "losses":
+                    self.store.extend(payload)
+                elif kind == "status":
+                    level, dropped = payload.pop("level_db", None), payload.pop("dropped_blocks", None)
+                    if level is not None:
+                        self.source.level_db = level
+                    if dropped is not None:
+                        self.source.dropped_blocks = dropped
+                    reason = st.stop_reason
+                    for k, v in payload.items():
+                        setattr(st, k, v)
+                    if reason is not None:  # the parent knows why it stopped the child
+                        st.stop_reason = reason
+                    if self._pause.is_set() and st.state == "running":
+                        st.state = "paused"
+                elif kind == "done":
+                    return
+        finally:
+            self.ended_at = time.time()
+            self._done.set()
+
+    # -- control -------------------------------------------------------------------------------------------
+    def pause(self) -> None:
+        if self.status.state == "running":
+            self._pause.set()
+            self.status.state = "paused"
+
+    def resume(self) -> None:
+        if self.status.state == "paused":
+            self._pause.clear()
+            self.status.state = "running"
+
+    def toggle_pause(self) -> None:
+        self.pause() if self.status.state == "running" else self.resume()
+
+    def stop(self, reason: str = "stopped") -> None:
+        if self.status.stop_reason is None and not self._done.is_set():
+            self.status.stop_reason = reason
+        self._stop.set()
+        self._pause.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        ok = self._done.wait(timeout)
+        if ok and self._proc is not None:
+            self._proc.join(timeout=2)
+        return ok
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def wall_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.time()) - self.started_at
