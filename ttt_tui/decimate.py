@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -20,7 +22,8 @@ def minmax_decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.n
         yb = y[: full * size].reshape(full, size)
         lo, hi = yb.min(1), yb.max(1)
         if not (np.isfinite(lo).all() and np.isfinite(hi).all()):  # NaN/Inf inside: the slow, careful path
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets are dropped below
                 yf = np.where(np.isfinite(yb), yb, np.nan)
                 lo, hi = np.nanmin(yf, 1) if yf.size else lo, np.nanmax(yf, 1) if yf.size else hi
         parts_lo.append(lo)
