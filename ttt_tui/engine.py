@@ -34,36 +34,35 @@ class EngineStatus:
         return self.audio_s / self.compute_s if self.compute_s > 0 else 0.0
 
 
-class Engine:
+class EngineControl:
+    """What the UI and the session use of an engine, whatever runs the model (this thread class, or the
+    child process of ``engine_process``): status, pause/resume/stop, wait. Subclasses set ``_paused(bool)``
+    and ``_request_stop()``, and set ``_done`` when the run has ended."""
+
     def __init__(self, source, backend: Backend, store: LossStore | None = None):
         self.source = source
         self.backend = backend
         self.store = store or LossStore(backend.layer_ids, backend.frame_rate)
         self.status = EngineStatus()
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
         self._done = threading.Event()
-        self._thread: threading.Thread | None = None
         self.started_at: float | None = None
         self.ended_at: float | None = None
 
-    # -- control (any thread) ------------------------------------------------------------------------------
-    def start(self) -> None:
-        self.started_at = time.time()
-        self.status.state = "running"
-        self._thread = threading.Thread(target=self._run, name="ttt-tui-engine", daemon=True)
-        self._thread.start()
+    def _paused(self, paused: bool) -> None:
+        raise NotImplementedError
+
+    def _request_stop(self) -> None:
+        raise NotImplementedError
 
     def pause(self) -> None:
         if self.status.state == "running":
-            self._running.clear()
+            self._paused(True)
             self.status.state = "paused"
 
     def resume(self) -> None:
         if self.status.state == "paused":
             self.status.state = "running"
-            self._running.set()
+            self._paused(False)
 
     def toggle_pause(self) -> None:
         self.pause() if self.status.state == "running" else self.resume()
@@ -71,11 +70,7 @@ class Engine:
     def stop(self, reason: str = "stopped") -> None:
         if self.status.stop_reason is None and not self._done.is_set():
             self.status.stop_reason = reason
-        self._stop.set()
-        self._running.set()
-        close = getattr(self.source, "close", None)  # a microphone waiting for its next block
-        if close is not None:
-            close()
+        self._request_stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -89,6 +84,31 @@ class Engine:
         if self.started_at is None:
             return 0.0
         return (self.ended_at or time.time()) - self.started_at
+
+
+class Engine(EngineControl):
+    def __init__(self, source, backend: Backend, store: LossStore | None = None):
+        super().__init__(source, backend, store)
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        self.status.state = "running"
+        self._thread = threading.Thread(target=self._run, name="ttt-tui-engine", daemon=True)
+        self._thread.start()
+
+    def _paused(self, paused: bool) -> None:
+        self._running.clear() if paused else self._running.set()
+
+    def _request_stop(self) -> None:
+        self._stop.set()
+        self._running.set()
+        close = getattr(self.source, "close", None)  # a microphone waiting for its next block
+        if close is not None:
+            close()
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _run(self) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import asdict
 
-from .engine import EngineStatus
+from .engine import EngineControl
 from .store import LossStore
 
 STATUS_EVERY_S = 0.1
@@ -75,22 +75,18 @@ def _status(eng, source) -> dict:
     return st
 
 
-class ProcessEngine:
+class ProcessEngine(EngineControl):
     """``Engine``'s interface, with inference in a spawned child process."""
 
     def __init__(self, args, source, backend, store: LossStore | None = None):
+        # ``source`` is the parent's copy: duration and description; the mic level comes from the child
+        super().__init__(source, backend, store)
         self.args = args
-        self.source = source  # the parent's copy: duration and description; mic level comes from the child
-        self.store = store or LossStore(backend.layer_ids, backend.frame_rate)
-        self.status = EngineStatus()
         self._ctx = mp.get_context("spawn")  # no fork of a process that holds OpenMP and Textual threads
         self._q = self._ctx.Queue()
         self._pause = self._ctx.Event()
         self._stop = self._ctx.Event()
-        self._done = threading.Event()
         self._proc = None
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
 
     def start(self) -> None:
         self.started_at = time.time()
@@ -103,6 +99,19 @@ class ProcessEngine:
         )
         self._proc.start()
         threading.Thread(target=self._receive, name="ttt-tui-receiver", daemon=True).start()
+
+    def _paused(self, paused: bool) -> None:
+        self._pause.set() if paused else self._pause.clear()
+
+    def _request_stop(self) -> None:
+        self._stop.set()
+        self._pause.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        ok = super().wait(timeout)
+        if ok and self._proc is not None:
+            self._proc.join(timeout=2)
+        return ok
 
     def _receive(self) -> None:
         st = self.status
@@ -137,39 +146,3 @@ class ProcessEngine:
         finally:
             self.ended_at = time.time()
             self._done.set()
-
-    # -- control -------------------------------------------------------------------------------------------
-    def pause(self) -> None:
-        if self.status.state == "running":
-            self._pause.set()
-            self.status.state = "paused"
-
-    def resume(self) -> None:
-        if self.status.state == "paused":
-            self._pause.clear()
-            self.status.state = "running"
-
-    def toggle_pause(self) -> None:
-        self.pause() if self.status.state == "running" else self.resume()
-
-    def stop(self, reason: str = "stopped") -> None:
-        if self.status.stop_reason is None and not self._done.is_set():
-            self.status.stop_reason = reason
-        self._stop.set()
-        self._pause.clear()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        ok = self._done.wait(timeout)
-        if ok and self._proc is not None:
-            self._proc.join(timeout=2)
-        return ok
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def wall_s(self) -> float:
-        if self.started_at is None:
-            return 0.0
-        return (self.ended_at or time.time()) - self.started_at

@@ -142,7 +142,7 @@ def progress_line(session: Session) -> str:
         s = session.store.summary(layer_id)
         verdict, _ = diagnose(s)
         if s["n_positions"]:
-            parts.append(f"L{layer_id} {verdict} viol {s['violation_rate']:.1f}% imp {s['avg_improvement']:.4f}")
+            parts.append(f"L{layer_id} {verdict} viol {s['violation_rate']:.2f}% imp {s['avg_improvement']:.4f}")
     return " | ".join(parts)
 
 

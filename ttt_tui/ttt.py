@@ -296,12 +296,11 @@ class TTTLayer(nn.Module):
         B, _, T, _ = z.shape
         return self.wo(self.post_norm(z.transpose(1, 2).reshape(B, T, self.dim)))
 
-    # -- whole sequence (training) -----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        XQ, XK, target, lr = self._inputs(x)
-        res = run_inner_loop(
+    def _inner_loop(self, W, inputs, **kw):
+        XQ, XK, target, lr = inputs
+        return run_inner_loop(
             self.kind,
-            self.start_weights(),
+            W,
             self.ttt_norm_weight,
             self.ttt_norm_bias,
             XQ,
@@ -310,8 +309,12 @@ class TTTLayer(nn.Module):
             lr,
             self.mini_batch_size,
             self.causal,
-            with_losses=False,
+            **kw,
         )
+
+    # -- whole sequence (training) -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res = self._inner_loop(self.start_weights(), self._inputs(x), with_losses=False)
         return self._finish(res.out)
 
     # -- streaming ---------------------------------------------------------------------------------------
@@ -345,23 +348,10 @@ class TTTLayer(nn.Module):
         if st.pending is not None:
             n_old = st.pending[0].shape[2]
             cur = tuple(torch.cat([p, c], 2) for p, c in zip(st.pending, cur, strict=True))
-        XQ, XK, target, lr = cur
-        res = run_inner_loop(
-            self.kind,
-            st.W,
-            self.ttt_norm_weight,
-            self.ttt_norm_bias,
-            XQ,
-            XK,
-            target,
-            lr,
-            self.mini_batch_size,
-            self.causal,
-            W0=self.start_weights(),
-            with_losses=self.record_losses,
-            w_is_w0=st.at_start_weights,
+        res = self._inner_loop(
+            st.W, cur, W0=self.start_weights(), with_losses=self.record_losses, w_is_w0=st.at_start_weights
         )
-        T = XQ.shape[2]
+        T = cur[0].shape[2]
         n_done = (T // self.mini_batch_size) * self.mini_batch_size
         if n_done:
             st.W = {k: v.detach() for k, v in res.params.items()}

@@ -119,7 +119,7 @@ class LayerPanel(Vertical):
         n = s["n_positions"]
         t.append(
             f"  positions {n} ({n / frame_rate:.1f} s)  violations {s['violations']} "
-            f"({s['violation_rate']:.1f}%)  improvement {fmt(s['avg_improvement'])}  "
+            f"({s['violation_rate']:.2f}%)  improvement {fmt(s['avg_improvement'])}  "
             f"benefit {fmt(s['cumulative_benefit'])}"
         )
         t.append(f"  NaN/Inf {s['nonfinite']}", style="bold red" if s["nonfinite"] else "")
