@@ -69,3 +69,17 @@ def test_health_check():
     assert not summarize(healthy[:, [0, 2, 1]])["healthy"]  # updates make it worse
     assert not summarize(healthy * 100)["healthy"]  # out of range
     assert summarize(np.zeros((0, 3)))["n_positions"] == 0
+
+
+def test_elevated_violation_rate_is_a_warning_not_a_verdict():
+    from ttt_tui.diagnosis import diagnose
+
+    n = 400
+    t = np.linspace(0, 1, n)
+    x = np.stack([1.0 + 0 * t, 0.8 - 0.2 * t, 0.7 - 0.2 * t], 1)
+    x[::5, 2] = x[::5, 1] + 0.01  # 20 % of positions: the update made it worse
+    verdict, fs = diagnose(summarize(x))
+    codes = {f.code: f for f in fs}
+    assert verdict == "HEALTHY" and codes["ELEVATED_VIOLATION_RATE"].severity == "warning"
+    assert "20.0%" in codes["ELEVATED_VIOLATION_RATE"].text
+    assert "ELEVATED_VIOLATION_RATE" not in {f.code for f in diagnose(summarize(x[:, [0, 1, 1]]))[1]}

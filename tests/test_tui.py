@@ -117,16 +117,16 @@ def test_chart_series_windows_and_decimates():
     n = 1_000_000
     data = np.stack([np.full(n, 2.0), np.linspace(1, 0.5, n), np.linspace(0.9, 0.4, n)], 1).astype(np.float32)
     data[123_456, 0] = 50.0  # a spike survives decimation
-    xlabel, series = chart_series(data, 50.0, ViewSettings(), columns=180)
-    assert xlabel == "seconds of audio"
+    xlabel, series, decimated = chart_series(data, 50.0, ViewSettings(), columns=180)
+    assert xlabel == "seconds of audio" and decimated
     for x, y in series:
         assert len(x) == len(y) <= 360
     assert series[0][1].max() == 50.0
     view = ViewSettings(zoom=4, x_seconds=False)  # last 10 s, token axis
-    _, series = chart_series(data, 50.0, view, columns=180)
+    _, series, _ = chart_series(data, 50.0, view, columns=180)
     assert series[1][0].min() == n - 500 and series[1][0].max() == n - 1
     frozen = ViewSettings(follow=False, frozen_n=1000)
-    _, series = chart_series(data, 50.0, frozen, columns=180)
+    _, series, _ = chart_series(data, 50.0, frozen, columns=180)
     assert series[0][0].max() <= 999 / 50.0
 
 

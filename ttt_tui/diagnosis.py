@@ -8,7 +8,8 @@ per layer. Verdicts, most severe first (also in the README):
 - NOT_LEARNING: mean(lprev - lafter) < 0.0001: the three lines overlap.
 - NOT_ADAPTING: the context does not help: mean(l0 - lprev) <= 0, or more than 50 % ordering violations,
   or lprev rising while the l0 - lafter gap does not widen.
-- HEALTHY: none of these.
+- HEALTHY: none of these (warnings such as ABNORMAL LOSS RANGE or ELEVATED VIOLATION RATE, 10-50 %
+  violations, are listed with it).
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def findings(s: dict) -> list[Finding]:
                 "HIGH_VIOLATION_RATE",
                 "HIGH VIOLATION RATE: TTT learning is NOT working as expected (expected blue > orange > green)",
                 "error",
+            )
+        )
+    elif s["violation_rate"] >= 10.0:  # ours: their guide calls < 10 % healthy, their rules only flag > 50 %
+        out.append(
+            Finding(
+                "ELEVATED_VIOLATION_RATE",
+                f"ELEVATED VIOLATION RATE: {s['violation_rate']:.1f}% of "
+                "positions violate l0 >= lprev >= lafter (healthy: < 10%)",
+                "warning",
             )
         )
     if not math.isnan(imp) and imp < 0.0001:

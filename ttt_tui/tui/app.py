@@ -88,7 +88,9 @@ class TimedPlot(PlotextPlot):
     def render(self):
         t0 = time.perf_counter()
         result = super().render()
-        self.app.chart_render_s += time.perf_counter() - t0
+        now = time.perf_counter()
+        self.app.chart_render_s += now - t0
+        self.app.last_render_at = now
         return result
 
 
@@ -113,9 +115,10 @@ class LayerPanel(Vertical):
         yield Static("", classes="counters")
         yield TimedPlot()
 
-    def set_counters(self, s: dict, verdict: str, frame_rate: float) -> None:
+    def set_counters(self, s: dict, verdict: str, frame_rate: float, warned: bool = False) -> None:
         t = Text()
-        t.append(f" {verdict} ", style=VERDICT_STYLE.get(verdict, ""))
+        style = "bold black on yellow" if verdict == "HEALTHY" and warned else VERDICT_STYLE.get(verdict, "")
+        t.append(f" {verdict}{' (!)' if warned and verdict == 'HEALTHY' else ''} ", style=style)
         n = s["n_positions"]
         t.append(
             f"  positions {n} ({n / frame_rate:.1f} s)  violations {s['violations']} "
@@ -140,10 +143,13 @@ class LayerPanel(Vertical):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        xlabel, series = chart_series(data, frame_rate, view, size[0])
+        xlabel, series, decimated = chart_series(data, frame_rate, view, size[0])
+        # Decimated: each bucket's min and max as points (half plotext's cost of joining them with lines,
+        # which for noisy losses draws a tall zigzag per column); otherwise the samples joined by lines.
+        draw = plt.scatter if decimated else plt.plot
         for (x, y), colour in zip(series, COLOURS, strict=True):  # the counters line is the legend
             if len(x):
-                plt.plot(x.tolist(), y.tolist(), color=colour, marker=marker)
+                draw(x.tolist(), y.tolist(), color=colour, marker=marker)
         plt.xlabel(xlabel)
         plt.ylabel("log10 loss" if view.log_y else "")
         zoom = ZOOM_LEVELS[view.zoom]
@@ -205,6 +211,8 @@ class DashboardApp(App):
         self.report_note = ""
         self.exit_code = 0
         self.chart_render_s = 0.0  # plotext build time since the last round (TimedPlot adds to it)
+        self.last_render_at = 0.0  # when the last chart build ended
+        self.last_forced_at = 0.0  # when a key last asked for a redraw
         self._round_at = 0.0
         self._round_cost = 0.0
 
@@ -259,7 +267,7 @@ class DashboardApp(App):
         for panel in self.panels():
             s = self.store.summary(panel.layer_id)
             verdict, fs = diagnose(s)
-            panel.set_counters(s, verdict, self.store.frame_rate)
+            panel.set_counters(s, verdict, self.store.frame_rate, any(f.severity == "warning" for f in fs))
             for f in fs:
                 lines.append(f"layer {panel.layer_id}: ", style="bold")
                 lines.append(f.text + "\n", style={"error": "red", "warning": "yellow", "info": "dim"}[f.severity])
@@ -287,6 +295,8 @@ class DashboardApp(App):
         the last one's cost (data preparation + plotext builds) is at most CHART_BUDGET of the time since:
         the UI shares the GIL with the inference thread. A key press (force) redraws at once."""
         now = time.perf_counter()
+        if force:
+            self.last_forced_at = now
         cost = self._round_cost + self.chart_render_s
         if not force and self.engine.status.state == "running" and (now - self._round_at) * CHART_BUDGET < cost:
             return

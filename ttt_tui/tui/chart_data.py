@@ -41,7 +41,8 @@ def moving_average(y: np.ndarray, k: int, pre: np.ndarray | None = None) -> np.n
 
 
 def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, columns: int):
-    """-> (x label, [(x, y) for l0, lprev, lafter]) with at most ~2 points per column each."""
+    """-> (x label, [(x, y) for l0, lprev, lafter], decimated) with at most ~2 points per column each;
+    ``decimated``: the points are bucket minima and maxima, not consecutive samples."""
     n = data.shape[0] if view.follow or view.frozen_n is None else min(view.frozen_n, data.shape[0])
     window = view.window_s
     start = 0 if window is None else max(0, n - int(window * frame_rate))
@@ -51,13 +52,15 @@ def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, column
         rows = np.stack([moving_average(rows[:, c], SMOOTH_TOKENS, pre[:, c]) for c in range(3)], 1)
     if view.log_y:  # plotted as log10 of the loss (plotext's own log axis fails on its margins)
         rows = np.log10(np.maximum(rows, 1e-12))
-    xd, lo, hi = minmax_rows(rows, max(4, columns))
+    buckets = max(4, columns)
+    decimated = rows.shape[0] > 2 * buckets
+    xd, lo, hi = minmax_rows(rows, buckets)
     scale = 1.0 / frame_rate if view.x_seconds else 1.0
     out = []
     for c in range(3):
         x, y = xd[c], np.stack([lo[c], hi[c]], 1).reshape(-1)
         out.append(((x + start) * scale, y))
-    return ("seconds of audio" if view.x_seconds else "token"), out
+    return ("seconds of audio" if view.x_seconds else "token"), out, decimated
 
 
 def minmax_rows(rows: np.ndarray, buckets: int):
