@@ -156,6 +156,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ASSETS)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--qk-l2norm", action="store_true", help="L2-normalise XQ, XK per head (video-dit style)")
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -165,7 +166,7 @@ def main(argv=None):
     hours = sum(len(s) for s in streams) / SR / 3600
     print(f"corpus: {len(streams)} streams, {hours * 60:.1f} min, built in {time.time() - t0:.0f}s", flush=True)
 
-    cfg = DefaultModelConfig()
+    cfg = DefaultModelConfig(qk_l2norm=args.qk_l2norm)
     model = DefaultAudioModel(cfg)
     # feature normalisation from the corpus
     with torch.no_grad():

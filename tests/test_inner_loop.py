@@ -229,3 +229,24 @@ def test_uninstrumented_stream_gives_same_outputs_and_no_losses():
         out2 = torch.cat([layer.stream_step(x[:, :13]), layer.stream_step(x[:, 13:])], 1)
     assert layer.take_losses() is None
     torch.testing.assert_close(out, out2)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_contract_chunked_at_mini_batch_boundaries_equals_whole(kind, causal):
+    """Callers of the public function can stream it: carry res.params, keep W0, cut at multiples of b."""
+    params, lnw, lnb, XQ, XK, tgt, lr = make_inputs(kind, T=53)
+    whole = inner_loop(kind, params, lnw, lnb, XQ, XK, tgt, lr, 4, causal=causal)
+    outs, losses, p = [], [], params
+    for s, e in ((0, 8), (8, 12), (12, 40), (40, 53)):
+        sl = slice(s, e)
+        r = inner_loop(
+            kind, p, lnw, lnb, XQ[:, :, sl], XK[:, :, sl], tgt[:, :, sl], lr[:, :, sl], 4, causal=causal, W0=params
+        )
+        outs.append(r.out)
+        losses.append(r.losses)
+        p = r.params
+    torch.testing.assert_close(torch.cat(outs, 2), whole.out, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.cat(losses, 1), whole.losses, rtol=1e-4, atol=1e-6)
+    for k in params:
+        torch.testing.assert_close(p[k], whole.params[k], rtol=1e-4, atol=1e-6)

@@ -252,12 +252,15 @@ class TTTLayer(nn.Module):
     sequence from the stream-start weights (training); ``stream_step`` continues the current stream.
     """
 
-    def __init__(self, dim, num_heads, kind="mlp", mini_batch_size=16, base_lr=1.0, expansion=4, causal=True):
+    def __init__(
+        self, dim, num_heads, kind="mlp", mini_batch_size=16, base_lr=1.0, expansion=4, causal=True, qk_l2norm=False
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError("dim must be a multiple of num_heads")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.kind, self.mini_batch_size, self.base_lr, self.causal = kind, mini_batch_size, base_lr, causal
+        self.qk_l2norm = qk_l2norm  # video-dit / Moshi-TTT: XQ, XK L2-normalised per head
         H, d = num_heads, self.head_dim
         h = d * expansion if kind == "mlp" else d
         self.wq, self.wk, self.wv, self.wo = (nn.Linear(dim, dim) for _ in range(4))
@@ -287,6 +290,8 @@ class TTTLayer(nn.Module):
 
     def _inputs(self, x):
         XQ, XK, XV = self._heads(self.wq(x)), self._heads(self.wk(x)), self._heads(self.wv(x))
+        if self.qk_l2norm:
+            XQ, XK = torch.nn.functional.normalize(XQ, dim=-1), torch.nn.functional.normalize(XK, dim=-1)
         target = XV - XK  # ttt-lm-pytorch's self-supervised target
         gate = torch.sigmoid(torch.einsum("btc,hc->bht", x, self.lr_gate_weight) + self.lr_gate_bias[:, None])
         lr = (self.base_lr * self.lr_scale / self.head_dim) * gate

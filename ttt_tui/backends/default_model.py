@@ -36,6 +36,7 @@ class DefaultModelConfig:
     mini_batch_size: int = 16
     base_lr: float = 1.0
     predict_frames: int = 4  # frames t+1 .. t+k predicted from frames <= t
+    qk_l2norm: bool = False  # XQ, XK L2-normalised per head (as video-dit / Moshi-TTT)
     feat_mean: list = field(default_factory=list)  # per mel bin, from the training corpus
     feat_std: list = field(default_factory=list)
 
@@ -48,7 +49,9 @@ class Block(nn.Module):
     def __init__(self, cfg: DefaultModelConfig):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim)
-        self.ttt = TTTLayer(cfg.dim, cfg.num_heads, "mlp", cfg.mini_batch_size, cfg.base_lr, cfg.expansion)
+        self.ttt = TTTLayer(
+            cfg.dim, cfg.num_heads, "mlp", cfg.mini_batch_size, cfg.base_lr, cfg.expansion, qk_l2norm=cfg.qk_l2norm
+        )
         self.norm2 = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, 4 * cfg.dim), nn.GELU(), nn.Linear(4 * cfg.dim, cfg.dim))
 
