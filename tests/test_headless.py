@@ -162,3 +162,32 @@ def test_signal_mid_run_still_writes_the_report(tmp_path, sig, code):
     assert 0 < doc["run"]["duration_s"] < 600
     assert all(layer["n_positions"] > 0 for layer in doc["layers"].values())
     assert "RUN INTERRUPTED" in (out / "ttt_diagnostic_report.txt").read_text()
+
+
+def test_model_exception_writes_report_and_exits_1(tmp_path, monkeypatch, capsys):
+    """An exception in the model mid-run: one line on stderr, the report of what was seen, exit code 1."""
+    from ttt_tui.backends.embedded import EmbeddedBackend
+    from ttt_tui.cli import build_parser
+    from ttt_tui.session import Session, run_headless
+
+    calls = {"n": 0}
+    real = EmbeddedBackend.process
+
+    def failing(self, samples):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return real(self, samples)
+
+    monkeypatch.setattr(EmbeddedBackend, "process", failing)
+    args = build_parser().parse_args(
+        [str(SAMPLE), "--headless", "--out", str(tmp_path / "rep"), "--no-plots", "--torch-device", "cpu"]
+    )
+    code = run_headless(Session(args), progress_every=0.2)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "model error: RuntimeError: CUDA error: device-side assert triggered" in err and "Traceback" not in err
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert doc["run"]["interrupted"] is True and "device-side assert" in doc["run"]["error"]
+    assert doc["layers"]["0"]["n_positions"] == 249  # five 1 s blocks: 49 + 4 x 50 frames
+    assert "MODEL ERROR" in (tmp_path / "rep" / "ttt_diagnostic_report.txt").read_text()

@@ -170,3 +170,16 @@ def test_end_to_end_in_tmux(tmp_path):
         "losses.csv",
         "figure5_layer0.png",
     }
+
+
+def test_exit_on_finish(tmp_path):
+    async def scenario():
+        app = make_app(tmp_path, exit_on_finish=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            t0 = time.time()
+            while app.is_running and time.time() - t0 < 30:
+                await pilot.pause(0.2)
+        return app.return_code
+
+    assert asyncio.run(scenario()) == 0
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["run"]["interrupted"] is False
