@@ -183,3 +183,21 @@ def test_exit_on_finish(tmp_path):
 
     assert asyncio.run(scenario()) == 0
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["run"]["interrupted"] is False
+
+
+def test_ascii_markers_tell_series_apart_without_colour(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def scenario():
+        app = make_app(tmp_path)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: app.finished_handled)
+            await pilot.pause(0.3)
+            assert app.markers == ("*", "+", ".")
+            counters = str(list(app.query(LayerPanel))[0].query_one(".counters").render())
+            svg = app.export_screenshot()
+        return counters, svg
+
+    counters, svg = asyncio.run(scenario())
+    assert "l0 (*)" in counters and "lprev (+)" in counters and "lafter (.)" in counters
+    assert "*" in svg and "+" in svg

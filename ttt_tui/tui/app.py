@@ -39,7 +39,8 @@ STATE_STYLE = {
     "stopped": "yellow",
     "error": "red",
 }
-MARKERS = {"braille": "braille", "hd": "hd", "dot": "dot", "ascii": "*"}
+# per series (l0, lprev, lafter); "ascii" also tells the series apart without colour (NO_COLOR, monochrome)
+MARKERS = {"braille": ("braille",) * 3, "hd": ("hd",) * 3, "dot": ("dot",) * 3, "ascii": ("*", "+", ".")}
 CHART_BUDGET = 0.08  # while inference runs, charts may use at most this share of the time (same GIL)
 
 HELP = """\
@@ -115,7 +116,7 @@ class LayerPanel(Vertical):
         yield Static("", classes="counters")
         yield TimedPlot()
 
-    def set_counters(self, s: dict, verdict: str, frame_rate: float, warned: bool = False) -> None:
+    def set_counters(self, s: dict, verdict: str, frame_rate: float, warned: bool = False, markers: tuple = ()) -> None:
         t = Text()
         style = "bold black on yellow" if verdict == "HEALTHY" and warned else VERDICT_STYLE.get(verdict, "")
         t.append(f" {verdict}{' (!)' if warned and verdict == 'HEALTHY' else ''} ", style=style)
@@ -127,17 +128,20 @@ class LayerPanel(Vertical):
         )
         t.append(f"  NaN/Inf {s['nonfinite']}", style="bold red" if s["nonfinite"] else "")
         t.append("\n ")
-        for name, colour in zip(("l0", "lprev", "lafter"), ("blue", "dark_orange", "green"), strict=True):
-            t.append(f"{name} ", style=f"bold {colour}")
+        shapes = markers if len(set(markers)) == 3 else ("", "", "")
+        for name, colour, shape in zip(
+            ("l0", "lprev", "lafter"), ("blue", "dark_orange", "green"), shapes, strict=True
+        ):
+            t.append(f"{name}{f' ({shape})' if shape else ''} ", style=f"bold {colour}")
             t.append(f"{fmt(s[name]['mean'])}  ")
         if s["trend_available"] and not math.isnan(s["lprev_trend"]):
             t.append(f" trends: l0 {s['l0_trend']:+.4f}  lprev {s['lprev_trend']:+.4f}  gap {s['gap_trend']:+.4f}")
         self.query_one(".counters", Static).update(t)
 
-    def draw(self, data, frame_rate: float, view: ViewSettings, marker: str, version: int) -> bool:
+    def draw(self, data, frame_rate: float, view: ViewSettings, markers: tuple, version: int) -> bool:
         plot = self.query_one(PlotextPlot)
         size = (plot.size.width, plot.size.height)
-        key = (version, view.key(), size, marker)
+        key = (version, view.key(), size, markers)
         if key == self.drawn or size[0] < 4 or size[1] < 3:
             return False
         plt = plot.plt
@@ -147,7 +151,7 @@ class LayerPanel(Vertical):
         # Decimated: each bucket's min and max as points (half plotext's cost of joining them with lines,
         # which for noisy losses draws a tall zigzag per column); otherwise the samples joined by lines.
         draw = plt.scatter if decimated else plt.plot
-        for (x, y), colour in zip(series, COLOURS, strict=True):  # the counters line is the legend
+        for (x, y), colour, marker in zip(series, COLOURS, markers, strict=True):  # counters line = legend
             if len(x):
                 draw(x.tolist(), y.tolist(), color=colour, marker=marker)
         plt.xlabel(xlabel)
@@ -201,7 +205,7 @@ class DashboardApp(App):
         self.engine = session.engine
         self.store = session.store
         self.refresh_hz = refresh_hz
-        self.marker = MARKERS.get(marker, marker)
+        self.marker = marker
         self.exit_on_finish = exit_on_finish
         self.install_signals = install_signals
         self.view = ViewSettings()
@@ -229,6 +233,11 @@ class DashboardApp(App):
 
     def panels(self) -> list[LayerPanel]:
         return list(self.query(LayerPanel))
+
+    @property
+    def markers(self) -> tuple:
+        # no colour (NO_COLOR, monochrome): braille series would look alike, so give each its own shape
+        return MARKERS["ascii" if self.no_color and self.marker == "braille" else self.marker]
 
     def on_mount(self) -> None:
         self.query_one("#findings").border_title = "findings"
@@ -267,7 +276,9 @@ class DashboardApp(App):
         for panel in self.panels():
             s = self.store.summary(panel.layer_id)
             verdict, fs = diagnose(s)
-            panel.set_counters(s, verdict, self.store.frame_rate, any(f.severity == "warning" for f in fs))
+            panel.set_counters(
+                s, verdict, self.store.frame_rate, any(f.severity == "warning" for f in fs), self.markers
+            )
             for f in fs:
                 lines.append(f"layer {panel.layer_id}: ", style="bold")
                 lines.append(f.text + "\n", style={"error": "red", "warning": "yellow", "info": "dim"}[f.severity])
@@ -304,7 +315,7 @@ class DashboardApp(App):
         for panel in self.panels():
             if panel.display:
                 version, data = self.store.view(panel.layer_id)
-                panel.draw(data, self.store.frame_rate, self.view, self.marker, version)
+                panel.draw(data, self.store.frame_rate, self.view, self.markers, version)
         self._round_at = now
         self._round_cost = time.perf_counter() - now
 
