@@ -32,3 +32,14 @@ def test_drops_non_finite():
     y = np.concatenate([np.full(5000, np.nan), np.linspace(0, 1, 5000)])
     xd, yd = minmax_decimate(np.arange(10000), y, 100)
     assert np.isfinite(yd).all() and yd.min() == 0.0 and yd.max() == 1.0 and xd.min() >= 5000
+
+
+def test_empty_history():
+    from ttt_tui.decimate import minmax_columns
+    from ttt_tui.tui.chart_data import ViewSettings, chart_series
+
+    assert [len(p) for p, _, _ in minmax_columns(np.zeros((0, 3), np.float32), 100)] == [0, 0, 0]
+    xd, yd = minmax_decimate(np.zeros(0), np.zeros(0), 100)
+    assert len(xd) == len(yd) == 0
+    _, series, decimated = chart_series(np.zeros((0, 3), np.float32), 50.0, ViewSettings(), 100)
+    assert not decimated and all(len(x) == 0 for x, _ in series)

@@ -201,3 +201,25 @@ def test_ascii_markers_tell_series_apart_without_colour(tmp_path, monkeypatch):
     counters, svg = asyncio.run(scenario())
     assert "l0 (*)" in counters and "lprev (+)" in counters and "lafter (.)" in counters
     assert "*" in svg and "+" in svg
+
+
+def test_dashboard_crash_still_writes_report_and_exits_1(tmp_path, monkeypatch, capsys):
+    """If the app itself fails, the run still ends with the report, one line on stderr and exit code 1."""
+    import textual.app
+
+    from ttt_tui.tui import app as app_mod
+    from ttt_tui.tui.run import run_dashboard
+
+    def broken(*a, **k):
+        raise RuntimeError("chart exploded")
+
+    monkeypatch.setattr(app_mod, "chart_series", broken)
+    original_run = textual.app.App.run
+    monkeypatch.setattr(textual.app.App, "run", lambda self, **k: original_run(self, headless=True, size=(200, 60)))
+    args = build_parser().parse_args(
+        [str(SAMPLE), "--out", str(tmp_path / "rep"), "--torch-device", "cpu", "--no-plots", "--exit-on-finish"]
+    )
+    assert run_dashboard(Session(args), args) == 1
+    err = capsys.readouterr().err
+    assert "ttt-tui: internal error in the dashboard: RuntimeError: chart exploded" in err
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["run"]["interrupted"] is True

@@ -1,46 +1,58 @@
-"""Min/max decimation: about two points per output column, keeping every spike (for charts and PNGs)."""
+"""Min/max decimation: about two points per output column, keeping every spike (for charts and PNGs).
+
+plotext's and matplotlib's cost grows with the number of points; a million-point history reduced to its
+per-bucket minima and maxima looks the same and costs a few milliseconds (one contiguous pass)."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 
-def minmax_decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reduce (x, y) to at most ``max_points`` points: per bucket of consecutive points its min and its max
-    (placed at the bucket's first and last x), so that every spike stays visible. Non-finite y are dropped.
-    Costs one pass of min and max over the data (about 1 ms per million points)."""
-    n = y.shape[0]
-    if n <= max_points:
-        keep = np.isfinite(y)
-        return (x, y) if keep.all() else (x[keep], y[keep])
-    size = -(-n // max(1, max_points // 2))  # points per bucket
+def minmax_columns(rows: np.ndarray, buckets: int):
+    """Decimate the k columns of ``rows`` [n, k] together into about ``buckets`` buckets of consecutive rows.
+
+    Returns, per column, (positions, minima, maxima): each bucket's min placed at its first row and its max at
+    its last row; non-finite values are ignored (a bucket with none finite is dropped). With few rows
+    (n <= 2 * buckets) every finite row is returned as its own (min = max) pair."""
+    if rows.ndim == 1:
+        rows = rows[:, None]
+    n, k = rows.shape
+    if n <= 2 * buckets:
+        out = []
+        for c in range(k):
+            keep = np.isfinite(rows[:, c])
+            idx = np.nonzero(keep)[0].astype(np.float64)
+            out.append((idx, rows[keep, c], rows[keep, c]))
+        return out
+    size = -(-n // buckets)
     full = n // size
-    parts_lo, parts_hi, xs_lo, xs_hi = [], [], [], []
-    if full:
-        yb = y[: full * size].reshape(full, size)
-        lo, hi = yb.min(1), yb.max(1)
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):  # NaN/Inf inside: the slow, careful path
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets are dropped below
-                yf = np.where(np.isfinite(yb), yb, np.nan)
-                lo, hi = np.nanmin(yf, 1) if yf.size else lo, np.nanmax(yf, 1) if yf.size else hi
-        parts_lo.append(lo)
-        parts_hi.append(hi)
-        xs_lo.append(x[0 : full * size : size])
-        xs_hi.append(x[size - 1 : full * size : size])
-    if full * size < n:  # the last, shorter bucket
-        tail = y[full * size :]
-        tail = tail[np.isfinite(tail)]
-        if tail.size:
-            parts_lo.append(tail.min(keepdims=True))
-            parts_hi.append(tail.max(keepdims=True))
-            xs_lo.append(x[full * size : full * size + 1])
-            xs_hi.append(x[n - 1 : n])
-    lo, hi = np.concatenate(parts_lo), np.concatenate(parts_hi)
-    xl, xh = np.concatenate(xs_lo), np.concatenate(xs_hi)
-    ok = np.isfinite(lo)  # buckets with no finite value at all
-    xo = np.stack([xl[ok], xh[ok]], 1).reshape(-1)
-    yo = np.stack([lo[ok], hi[ok]], 1).reshape(-1)
-    return xo, yo
+    # one transposed copy, then min/max along contiguous rows: numpy's fast path (2.6 ms per 1M x 3)
+    blocks = np.ascontiguousarray(rows[: full * size].T).reshape(k, full, size)
+    lo, hi = blocks.min(2), blocks.max(2)
+    first = np.arange(full, dtype=np.float64) * size
+    last = first + size - 1
+    if full * size < n:  # the shorter last bucket
+        lo = np.concatenate([lo, rows[full * size :].min(0)[:, None]], 1)
+        hi = np.concatenate([hi, rows[full * size :].max(0)[:, None]], 1)
+        first, last = np.append(first, full * size), np.append(last, n - 1)
+    out = []
+    for c in range(k):
+        lc, hc = lo[c], hi[c]
+        bad = np.nonzero(~(np.isfinite(lc) & np.isfinite(hc)))[0]
+        for b in bad:  # NaN/Inf inside: only those buckets again, without the non-finite values
+            seg = rows[int(first[b]) : int(last[b]) + 1, c]
+            seg = seg[np.isfinite(seg)]
+            lc[b], hc[b] = (seg.min(), seg.max()) if seg.size else (np.nan, np.nan)
+        ok = np.isfinite(lc)
+        out.append((np.stack([first[ok], last[ok]], 1).reshape(-1), lc[ok], hc[ok]))
+    return out
+
+
+def minmax_decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """One series: at most ``max_points`` (x, y) points, each bucket's min then max (see ``minmax_columns``)."""
+    ((pos, lo, hi),) = minmax_columns(np.asarray(y)[:, None], max(1, max_points // 2))
+    if len(pos) == len(lo):  # few points: every finite one, once
+        idx = pos.astype(np.int64)
+        return x[idx], lo
+    idx = pos.astype(np.int64)
+    return x[idx], np.stack([lo, hi], 1).reshape(-1)

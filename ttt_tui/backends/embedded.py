@@ -38,6 +38,8 @@ class EmbeddedBackend(Backend):
                 layer.mini_batch_size = int(mini_batch_size)
         self.lr_scale = lr_scale
         self.mini_batch_size = self.model.ttt_layers[0].mini_batch_size
+        if self.device == "cpu":
+            self._one_thread()  # here, in the thread that builds the backend (see prepare_thread)
         self.name = "embedded default (3 TTT-MLP layers, log-mel, 16 kHz)"
         self.sample_rate = cfg.sample_rate
         self.frame_rate = cfg.frame_rate
@@ -53,8 +55,15 @@ class EmbeddedBackend(Backend):
     def prepare_thread(self) -> None:
         """One intra-op thread on CPU: this model is bound by per-op dispatch, and a second OpenMP team in a
         worker thread competes with the main thread's for the cores (measured on 2 cores, 60 s of audio:
-        0.40 s with one thread, 1.57 s with two; bench/RESULTS.md)."""
+        0.40 s with one thread, 1.57 s with two; bench/RESULTS.md). Set once, from the thread that builds
+        the backend: changing the pool from the worker thread made the process abort at exit now and then
+        ("terminate called without an active exception", 1 run in 12)."""
         if self.device == "cpu":
+            self._one_thread()
+
+    @staticmethod
+    def _one_thread() -> None:
+        if torch.get_num_threads() != 1:
             torch.set_num_threads(1)
 
     def process(self, samples: np.ndarray) -> int:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..decimate import minmax_columns
+
 ZOOM_LEVELS = (None, 600.0, 120.0, 30.0, 10.0)  # seconds shown; None = the whole run
 SMOOTH_TOKENS = 10  # the paper's moving average
 
@@ -54,51 +56,9 @@ def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, column
         rows = np.log10(np.maximum(rows, 1e-12))
     buckets = max(4, columns)
     decimated = rows.shape[0] > 2 * buckets
-    xd, lo, hi = minmax_rows(rows, buckets)
     scale = 1.0 / frame_rate if view.x_seconds else 1.0
     out = []
-    for c in range(3):
-        x, y = xd[c], np.stack([lo[c], hi[c]], 1).reshape(-1)
-        out.append(((x + start) * scale, y))
+    for pos, lo, hi in minmax_columns(rows, buckets):
+        y = np.stack([lo, hi], 1).reshape(-1) if decimated else lo  # (min, max) pairs, or every point
+        out.append(((pos + start) * scale, y))
     return ("seconds of audio" if view.x_seconds else "token"), out, decimated
-
-
-def minmax_rows(rows: np.ndarray, buckets: int):
-    """Min/max decimation of the three columns together, in one contiguous pass: per column, x positions
-    (bucket first and last row) and the min and max of each bucket; non-finite values dropped."""
-    n = rows.shape[0]
-    if n <= 2 * buckets:  # few enough: every point, as a (lo, hi) pair of the same value
-        xs, los, his = [], [], []
-        for c in range(3):
-            keep = np.isfinite(rows[:, c])
-            idx = np.nonzero(keep)[0].astype(np.float64)
-            xs.append(np.stack([idx, idx], 1).reshape(-1))
-            los.append(rows[keep, c])
-            his.append(rows[keep, c])
-        return xs, los, his
-    size = -(-n // buckets)
-    full = n // size
-    # one transposed copy, then min/max along contiguous rows (numpy's fast path)
-    blocks = np.ascontiguousarray(rows[: full * size].T).reshape(3, full, size)
-    lo, hi = blocks.min(2).T, blocks.max(2).T
-    first = np.arange(full, dtype=np.float64) * size
-    last = first + size - 1
-    if full * size < n:  # the shorter last bucket
-        lo = np.concatenate([lo, rows[full * size :].min(0, keepdims=True)])
-        hi = np.concatenate([hi, rows[full * size :].max(0, keepdims=True)])
-        first, last = np.append(first, full * size), np.append(last, n - 1)
-    xs, los, his = [], [], []
-    for c in range(3):
-        lc, hc = lo[:, c], hi[:, c]
-        ok = np.isfinite(lc) & np.isfinite(hc)
-        if not ok.all():  # NaN/Inf inside some buckets: recompute those with the nan-aware reductions
-            bad = np.nonzero(~ok)[0]
-            for b in bad:
-                seg = rows[int(first[b]) : int(last[b]) + 1, c]
-                seg = seg[np.isfinite(seg)]
-                lc[b], hc[b] = (seg.min(), seg.max()) if seg.size else (np.nan, np.nan)
-            ok = np.isfinite(lc)
-        xs.append(np.stack([first[ok], last[ok]], 1).reshape(-1))
-        los.append(lc[ok])
-        his.append(hc[ok])
-    return xs, los, his

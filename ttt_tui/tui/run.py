@@ -60,9 +60,23 @@ def run_dashboard(session: Session, args) -> int:
             code = app.run()
     finally:
         sys.setswitchinterval(interval)
-    where = session.report_paths and session.out_dir
-    if where:
-        print(f"report written to {where}/", file=sys.stderr)
+    if app.return_code:  # the app itself failed: keep what was seen, say so in one line
+        session.engine.stop("dashboard error")
+        session.engine.wait(10)
+        error = getattr(app, "_exception", None)
+        what = f"{type(error).__name__}: {error}" if error is not None else f"exit code {app.return_code}"
+        try:
+            session.write_report()
+        finally:
+            print(
+                f"ttt-tui: internal error in the dashboard: {what} (details in {session.out_dir}/library_output.log)",
+                file=sys.stderr,
+            )
+        if session.report_paths:
+            print(f"report written to {session.out_dir}/", file=sys.stderr)
+        return 1
+    if session.report_paths:
+        print(f"report written to {session.out_dir}/", file=sys.stderr)
     if session.engine.status.error:
         print(f"ttt-tui: error during the run: {session.engine.status.error}", file=sys.stderr)
     return code if isinstance(code, int) else session.exit_code()
