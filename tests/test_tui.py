@@ -223,3 +223,21 @@ def test_dashboard_crash_still_writes_report_and_exits_1(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "ttt-tui: internal error in the dashboard: RuntimeError: chart exploded" in err
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["run"]["interrupted"] is True
+
+
+def test_dashboard_with_the_process_engine(tmp_path):
+    """The engine real runs use (inference in a child): starts with an empty history, then fills and ends."""
+
+    async def scenario():
+        app = make_app(tmp_path)
+        app.session.use_process_engine()
+        app.engine, app.store = app.session.engine, app.session.store
+        async with app.run_test(size=(200, 60)) as pilot:
+            await wait_for(pilot, lambda: app.finished_handled, timeout=60)
+            await pilot.pause(0.3)
+            return str(app.query_one("#header").render()), [p.redraws for p in app.query(LayerPanel)]
+
+    header, redraws = asyncio.run(scenario())
+    assert "FINISHED" in header and all(r >= 1 for r in redraws)
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert doc["run"]["interrupted"] is False and doc["layers"]["2"]["n_positions"] == 1235
