@@ -191,3 +191,10 @@ def test_model_exception_writes_report_and_exits_1(tmp_path, monkeypatch, capsys
     assert doc["run"]["interrupted"] is True and "device-side assert" in doc["run"]["error"]
     assert doc["layers"]["0"]["n_positions"] == 249  # five 1 s blocks: 49 + 4 x 50 frames
     assert "MODEL ERROR" in (tmp_path / "rep" / "ttt_diagnostic_report.txt").read_text()
+
+
+def test_unwritable_out_dir_fails_before_the_run(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = ttt_tui(SAMPLE, "--headless", "--out", blocker / "rep")
+    assert_one_line_error(r, "cannot write the report to")

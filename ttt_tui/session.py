@@ -66,6 +66,15 @@ class Session:
         self.started = datetime.now()
         name = "microphone" if args.mic else args.input
         self.out_dir = Path(args.out) if args.out else default_out_dir(name)
+        try:  # fail now, not after an hour of audio
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / ".ttt-tui-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise InputError(
+                f"cannot write the report to {self.out_dir} ({e.strerror or e}); choose another --out"
+            ) from None
         self.signal_received: int | None = None
         self.report_paths: dict | None = None
 
