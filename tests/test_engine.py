@@ -27,7 +27,7 @@ class ListSource:
 class FakeBackend(Backend):
     """10 tokens per block; losses from ``make(position) -> [n, 3]``; raises at block ``fail_at``."""
 
-    name, sample_rate, frame_rate, device = "fake", 1000, 10.0, "cpu"
+    name, sample_rate, frame_rate, device, min_audio_s = "fake", 1000, 10.0, "cpu", 0.0
 
     def __init__(self, make, fail_at=None):
         self.make, self.fail_at, self.pos, self.blocks, self.pending = make, fail_at, 0, 0, []

@@ -10,13 +10,11 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .backends.base import Backend
 from .errors import InputError
 from .store import LossStore
-
-STATES = ("ready", "running", "paused", "finished", "stopped", "error")
 
 
 @dataclass
@@ -27,7 +25,6 @@ class EngineStatus:
     error: str | None = None
     error_detail: str | None = None
     stop_reason: str | None = None
-    events: list = field(default_factory=list)
 
     @property
     def realtime_factor(self) -> float:

@@ -78,7 +78,6 @@ def _leave(q) -> None:
 
 def _status(eng, source) -> dict:
     st = asdict(eng.status)
-    st.pop("events", None)
     st["level_db"] = getattr(source, "level_db", None)
     st["dropped_blocks"] = getattr(source, "dropped_blocks", None)
     return st

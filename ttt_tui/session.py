@@ -18,7 +18,6 @@ from .report import default_out_dir, write_report
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 if hasattr(signal, "SIGHUP"):
     SIGNAL_EXIT[signal.SIGHUP] = 129
-SIGNAL_NAME = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", getattr(signal, "SIGHUP", -1): "SIGHUP"}
 
 
 def make_backend(args):
@@ -47,11 +46,10 @@ def make_source(args, backend):
     from .sources import FileSource
 
     src = FileSource(args.input, backend.sample_rate, block_seconds=args.block_seconds, realtime=args.realtime)
-    min_s = (backend.model.cfg.n_fft + (backend.mini_batch_size - 1) * backend.model.cfg.hop) / backend.sample_rate
-    if src.duration_s < min_s:
+    if src.duration_s < backend.min_audio_s:
         raise InputError(
             f"{src.path} holds {src.duration_s:.3f} s of audio, shorter than one mini-batch of the "
-            f"model ({backend.mini_batch_size} frames = {min_s:.2f} s); give a longer recording"
+            f"model ({backend.min_audio_s:.2f} s); give a longer recording"
         )
     return src
 
@@ -92,7 +90,7 @@ class Session:
     def _on_signal(self, signum, frame) -> None:
         if self.signal_received is None:
             self.signal_received = signum
-        self.engine.stop(SIGNAL_NAME.get(signum, str(signum)))
+        self.engine.stop(signal.Signals(signum).name)
 
     def run_info(self) -> dict:
         import numpy

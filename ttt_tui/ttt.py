@@ -75,11 +75,6 @@ def _forward(kind, p, x):
     return x2 @ p["W2"] + p["b2"], z1, x2
 
 
-def _loss_per_token(resid: torch.Tensor) -> torch.Tensor:
-    """MSE per element ``r/d``, averaged over heads: [B, H, n, d] -> [B, n]."""
-    return resid.pow(2).mean(-1).mean(1)
-
-
 def _step_matrices(lr: torch.Tensor, b: int, causal: bool) -> torch.Tensor:
     """eta[..., k, i, j] for every complete mini-batch k at once: the weight of token j's gradient in the
     weights token i uses. causal (ttt-lm-pytorch): lr_j / (i+1) for j <= i; non-causal (video-dit): lr_j."""

@@ -35,6 +35,11 @@ class Backend(ABC):
     def take_losses(self) -> dict[int, np.ndarray]:
         """Per layer, the losses recorded since the last call: float32 [n, 3] = (l0, lprev, lafter)."""
 
+    @property
+    @abstractmethod
+    def min_audio_s(self) -> float:
+        """The shortest audio that fills one mini-batch of the TTT layers (shorter input is refused)."""
+
     def prepare_thread(self) -> None:
         """Called by the engine in its own thread before the first block (thread-local settings)."""
         return None

@@ -49,6 +49,11 @@ class EmbeddedBackend(Backend):
     def layer_ids(self) -> list[int]:
         return list(range(len(self.model.ttt_layers)))
 
+    @property
+    def min_audio_s(self) -> float:
+        cfg = self.model.cfg  # the first frame needs n_fft samples, each further one hop more
+        return (cfg.n_fft + (self.mini_batch_size - 1) * cfg.hop) / self.sample_rate
+
     def reset(self) -> None:
         self.model.reset_stream()
 

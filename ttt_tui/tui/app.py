@@ -19,7 +19,7 @@ from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
 from ..diagnosis import diagnose
-from ..session import SIGNAL_EXIT, SIGNAL_NAME, Session
+from ..session import SIGNAL_EXIT, Session
 from .chart_data import ZOOM_LEVELS, ViewSettings, chart_series
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44))  # l0, lprev, lafter: the PNG colours
@@ -213,7 +213,6 @@ class DashboardApp(App):
         self.expanded = False
         self.finished_handled = False
         self.report_note = ""
-        self.exit_code = 0
         self.chart_render_s = 0.0  # plotext build time since the last round (TimedPlot adds to it)
         self.last_render_at = 0.0  # when the last chart build ended
         self.last_forced_at = 0.0  # when a key last asked for a redraw
@@ -373,8 +372,7 @@ class DashboardApp(App):
         self.selected = index % len(panels)
         for i, p in enumerate(panels):
             p.set_class(i == self.selected, "selected")
-            if self.expanded:
-                p.display = i == self.selected
+            p.display = i == self.selected or not self.expanded
 
     def action_next_layer(self) -> None:
         self._select(self.selected + 1)
@@ -382,8 +380,7 @@ class DashboardApp(App):
 
     def action_expand(self) -> None:
         self.expanded = not self.expanded
-        for i, p in enumerate(self.panels()):
-            p.display = (i == self.selected) or not self.expanded
+        self._select(self.selected)
         self.call_after_refresh(self.refresh_charts, True)
 
     def action_report(self) -> None:
@@ -407,8 +404,7 @@ class DashboardApp(App):
 
     # -- signals: the report first ------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
-        self.session.signal_received = signum
-        self.engine.stop(SIGNAL_NAME.get(signum, str(signum)))
+        self.session._on_signal(signum, frame)  # records it and stops the engine
         self.engine.wait(10)
         try:
             self.session.write_report()
