@@ -59,8 +59,8 @@ HELP = """\
   ctrl+c  quit (writes the report)
   ?       this help
 
-[b]Lines[/b]: [blue]l0[/] at the stream-start weights, [dark_orange]lprev[/] before the update,
-[green]lafter[/] after it. Healthy: blue > orange > green, the gap widening with context.
+[b]Lines[/b]: [rgb(31,119,180)]l0[/] at the stream-start weights, [rgb(255,127,14)]lprev[/] before the
+update, [rgb(44,160,44)]lafter[/] after it. Healthy: blue > orange > green, the gap widening with context.
 
 Press any key to close."""
 
@@ -129,10 +129,9 @@ class LayerPanel(Vertical):
         t.append(f"  NaN/Inf {s['nonfinite']}", style="bold red" if s["nonfinite"] else "")
         t.append("\n ")
         shapes = markers if len(set(markers)) == 3 else ("", "", "")
-        for name, colour, shape in zip(
-            ("l0", "lprev", "lafter"), ("blue", "dark_orange", "green"), shapes, strict=True
-        ):
-            t.append(f"{name}{f' ({shape})' if shape else ''} ", style=f"bold {colour}")
+        for name, (r, g, b), shape in zip(("l0", "lprev", "lafter"), COLOURS, shapes, strict=True):
+            # the legend of the chart below: exactly its colours
+            t.append(f"{name}{f' ({shape})' if shape else ''} ", style=f"bold rgb({r},{g},{b})")
             t.append(f"{fmt(s[name]['mean'])}  ")
         if s["trend_available"] and not math.isnan(s["lprev_trend"]):
             t.append(f" trends: l0 {s['l0_trend']:+.4f}  lprev {s['lprev_trend']:+.4f}  gap {s['gap_trend']:+.4f}")
