@@ -45,20 +45,20 @@ def _head_ln(ln_weight: torch.Tensor, ln_bias: torch.Tensor):
     return ln_weight[None, :, None, :], ln_bias[None, :, None, :]
 
 
-def _ln_fwd(z, gamma, beta):
+def _ln_fwd(z, gamma, beta, eps=LN_EPS):
     """Per-head layer norm. Returns (LN(z), xhat, 1/std); one fused op for the statistics (``z.var`` costs
     several times more on the small tensors of a streaming step)."""
-    xhat, _, rstd = torch.native_layer_norm(z, (z.shape[-1],), None, None, LN_EPS)
+    xhat, _, rstd = torch.native_layer_norm(z, (z.shape[-1],), None, None, eps)
     return gamma * xhat + beta, xhat, rstd
 
 
-def _ln_residual_and_grad(z, target, gamma, beta):
+def _ln_residual_and_grad(z, target, gamma, beta, eps=LN_EPS):
     """Residual ``LN(z) - target`` and the gradient of ``1/2 ||residual||^2`` w.r.t. ``z``.
 
     The residual is what the layer-norm backward needs anyway: ``lprev`` comes from it for free
     (reference, "Cheap to compute").
     """
-    y, xhat, rstd = _ln_fwd(z, gamma, beta)
+    y, xhat, rstd = _ln_fwd(z, gamma, beta, eps)
     resid = y - target
     g_xhat = resid * gamma
     d = z.shape[-1]
@@ -86,13 +86,13 @@ def _step_matrices(lr: torch.Tensor, b: int, causal: bool) -> torch.Tensor:
     return eta
 
 
-def _mini_batch(kind, W, xqs, xk, tgt, etas, gamma, beta, n_q):
+def _mini_batch(kind, W, xqs, xk, tgt, etas, gamma, beta, n_q, eps=LN_EPS):
     """One mini-batch from weights W. ``xqs`` are the query rows: the n_q tokens' XQ, followed (when lafter is
     wanted) by their XK; ``etas`` the matching rows of the step matrix.
 
     Returns (out [.., n_q, d], lprev residual, LN(f(XK; Wbar)) rows or None, grads)."""
     zk, z1k, x2k = _forward(kind, W, xk)
-    resid, grad_z = _ln_residual_and_grad(zk, tgt, gamma, beta)
+    resid, grad_z = _ln_residual_and_grad(zk, tgt, gamma, beta, eps)
     # Dual form: f(x; Wbar_i) without materialising Wbar_i; the "+ 1" carries the bias updates. XK rides
     # along as extra query rows for lafter (reference, "Cheap to compute": a few more rows, no more ops).
     kT = xk.transpose(-1, -2)
@@ -104,7 +104,7 @@ def _mini_batch(kind, W, xqs, xk, tgt, etas, gamma, beta, n_q):
         grads = (grad_z1, x2k, grad_z)
         x2q = gelu_tanh(xqs @ W["W1"] + W["b1"] - (etas * (xqs @ kT + 1.0)) @ grad_z1)
         zq = x2q @ W["W2"] + W["b2"] - (etas * (x2q @ x2k.transpose(-1, -2) + 1.0)) @ grad_z
-    yq, _, _ = _ln_fwd(zq, gamma, beta)
+    yq, _, _ = _ln_fwd(zq, gamma, beta, eps)
     out = xqs[:, :, :n_q] + yq[:, :, :n_q]
     return out, resid, (yq[:, :, n_q:] if yq.shape[2] > n_q else None), grads
 
@@ -141,9 +141,11 @@ def run_inner_loop(
     W0=None,
     with_losses=True,
     w_is_w0=None,
+    ln_eps=LN_EPS,
 ):
     """``inner_loop`` with the switches the layer needs: ``with_losses=False`` is the uninstrumented path,
-    ``w_is_w0`` says whether ``params`` are still the stream-start weights (default: ``W0 is None``).
+    ``w_is_w0`` says whether ``params`` are still the stream-start weights (default: ``W0 is None``),
+    ``ln_eps`` the inner layer norm's epsilon (Moshi-TTT's ops use 1e-8).
 
     Only what depends on the sequential weights runs per mini-batch; the loss reductions and ``l0`` (which
     needs only W0) run once over the whole call, so instrumentation adds few operations per mini-batch.
@@ -185,7 +187,7 @@ def run_inner_loop(
             xqs = torch.cat([XQ[:, :, s:e], xk], 2) if with_losses else XQ[:, :, s:e]
             qeta = torch.cat([eta, eta], 2) if with_losses else eta
             eta_last = eta[:, :, -1]
-        out, resid, ya, grads = _mini_batch(kind, W, xqs, xk, target[:, :, s:e], qeta, gamma, beta, e - s)
+        out, resid, ya, grads = _mini_batch(kind, W, xqs, xk, target[:, :, s:e], qeta, gamma, beta, e - s, ln_eps)
         outs.append(out)
         if with_losses:
             resids.append(resid)
@@ -206,23 +208,28 @@ def run_inner_loop(
         res = torch.stack([before, before, after], -1)
     else:  # one forward with W0 for every token not in the first mini-batch
         z0, _, _ = _forward(kind, W0, XK[:, :, n_at_w0:])
-        y0, _, _ = _ln_fwd(z0, gamma, beta)
+        y0, _, _ = _ln_fwd(z0, gamma, beta, ln_eps)
         initial = torch.cat([before[:, :, :n_at_w0], y0 - target[:, :, n_at_w0:]], 2) if n_at_w0 else y0 - target
         res = torch.stack([initial, before, after], -1)
     losses = res.pow(2).mean(3).mean(1)  # [B, H, T, d, 3] -> MSE per element, mean over heads: [B, T, 3]
     return InnerLoopResult(out, W, losses)
 
 
-def inner_loop(kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal=True, W0=None):
+def inner_loop(
+    kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal=True, W0=None, ln_eps=LN_EPS
+):
     """Run the TTT inner loop over ``T`` tokens and report the three Figure-5 losses per token.
 
     kind: "linear" | "mlp"; params: W1 [B,H,d,h], b1 [B,H,1,h] (+ W2 [B,H,h,d], b2 [B,H,1,d]);
     ln_weight, ln_bias: [H, d]; XQ, XK, target: [B, H, T, d]; lr: [B, H, T] per-token step size;
-    W0: the stream-start weights (None: params). Returns ``InnerLoopResult(out, params, losses)`` with
+    W0: the stream-start weights (None: params); ln_eps: the inner layer norm's epsilon.
+    Returns ``InnerLoopResult(out, params, losses)`` with
     losses [B, T, 3] = (l0, lprev, lafter). The stream is taken to start at a mini-batch boundary; trailing
     tokens of an incomplete mini-batch get outputs and losses and commit nothing.
     """
-    return run_inner_loop(kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal, W0)
+    return run_inner_loop(
+        kind, params, ln_weight, ln_bias, XQ, XK, target, lr, mini_batch_size, causal, W0, ln_eps=ln_eps
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
