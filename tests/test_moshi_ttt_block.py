@@ -26,7 +26,8 @@ def make_block(mlp_layers=2, persist=None, use_rope=False, seed=0):
 
 def reference_inputs(m, x):
     """Written apart from the block: the padded call's XQ, XK, target and eta, per their TTTBase."""
-    B, T, _ = x.shape
+    B, T, D = x.shape
+    H, C = m.num_heads, m.mini_batch_size
     xp = torch.cat([x, torch.zeros(B, C - T, D)], 1)
     hd = D // H
 
@@ -51,10 +52,11 @@ def reference_inputs(m, x):
     r = (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + 1e-5)
     tgt = m.ttt_norm_weight[None, :, None] * r + m.ttt_norm_bias[None, :, None]
     lr = torch.sigmoid((xp @ m.learnable_ttt_lr_weight[:, 0].T).permute(0, 2, 1) + m.learnable_ttt_lr_bias)
-    return q, k, tgt, 3.0 * lr / hd / C
+    return q, k, tgt, m.base_lr * lr / hd / C
 
 
 def reference_call(m, x, weights, biases, W0):
+    C = m.mini_batch_size
     XQ, XK, tgt, eta = reference_inputs(m, x)
     lnw, lnb = m.ttt_norm_weight, m.ttt_norm_bias
     if len(weights) == 2:

@@ -53,10 +53,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-scale",
         type=float,
         default=1.0,
-        help="inner step-size scale: 0 = no learning (lines overlap), 8 = degenerative, 40 = exploding (default 1)",
+        help="inner step-size scale: 0 = no learning (lines overlap), -1 = degenerative (a sign bug), "
+        "1e14 = exploding (float32 overflow) (default 1)",
     )
     m.add_argument("--mini-batch", type=int, default=None, help="inner mini-batch size (default: trained, 16)")
-    m.add_argument("--torch-device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--torch-device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    k = p.add_argument_group(
+        "Moshi-TTT checkpoints",
+        'needs the moshi package: pip install --no-deps "moshi==0.2.13" && pip install -e ".[moshi]"',
+    )
+    k.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="FOLDER",
+        help="<run>/checkpoints/checkpoint_NNNNNN/consolidated/ (lora.safetensors or consolidated.safetensors)",
+    )
+    k.add_argument(
+        "--hf-repo",
+        default=None,
+        help="base model repository (default: training_config.json's moshi_paths.hf_repo_id; "
+        "HF_HUB_OFFLINE=1 uses the cache only)",
+    )
+    k.add_argument("--moshi-weight", default=None, metavar="FILE", help="local base Moshi weights (.safetensors)")
+    k.add_argument("--mimi-weight", default=None, metavar="FILE", help="local Mimi weights (.safetensors)")
+    k.add_argument("--config", default=None, metavar="FILE", help="Moshi LM config.json (default: the checkpoint's)")
+    k.add_argument("--mimi-config", default=None, metavar="FILE", help="Mimi config JSON (default: Mimi's own)")
+    k.add_argument(
+        "--ttt-persist",
+        action="store_true",
+        help="carry the inner weights across frames (their 2-layer class resets them every step)",
+    )
+    k.add_argument("--gating-alpha", type=float, default=None, help="replace every gate alpha by X (tanh(clamp(X)))")
     return p
 
 

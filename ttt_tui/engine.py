@@ -39,7 +39,7 @@ class EngineControl:
     def __init__(self, source, backend: Backend, store: LossStore | None = None):
         self.source = source
         self.backend = backend
-        self.store = store or LossStore(backend.layer_ids, backend.frame_rate)
+        self.store = store or LossStore(backend.layer_ids, backend.frame_rate, signal_names=backend.signal_names)
         self.status = EngineStatus()
         self._done = threading.Event()
         self.started_at: float | None = None
@@ -84,8 +84,13 @@ class EngineControl:
 
 
 class Engine(EngineControl):
-    def __init__(self, source, backend: Backend, store: LossStore | None = None):
+    """``out_dir``: where the backend writes what it produced (``Backend.write_outputs``) when the run ends,
+    however it ends."""
+
+    def __init__(self, source, backend: Backend, store: LossStore | None = None, out_dir=None):
         super().__init__(source, backend, store)
+        self.out_dir = out_dir
+        self.outputs: dict = {}
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -122,8 +127,11 @@ class Engine(EngineControl):
                 t0 = time.perf_counter()
                 self.backend.process(samples)
                 blocks = self.backend.take_losses()
+                signals = self.backend.take_signals()
                 st.compute_s += time.perf_counter() - t0
                 self.store.extend(blocks)
+                if signals:
+                    self.store.extend_signals(signals)
                 st.audio_s += len(samples) / rate
             st.state = "stopped" if self._stop.is_set() else "finished"
         except InputError as e:  # the audio went bad mid-stream (damaged file, device lost)
@@ -134,7 +142,15 @@ class Engine(EngineControl):
         finally:
             try:  # what the last block left on the device
                 self.store.extend(self.backend.take_losses())
+                signals = self.backend.take_signals()
+                if signals:
+                    self.store.extend_signals(signals)
             except Exception:
                 pass
+            if self.out_dir is not None:
+                try:
+                    self.outputs = self.backend.write_outputs(self.out_dir)
+                except Exception as e:  # the report still gets written
+                    st.error = st.error or f"could not write the model's outputs: {type(e).__name__}: {e}"
             self.ended_at = time.time()
             self._done.set()

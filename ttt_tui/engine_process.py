@@ -32,6 +32,10 @@ class _QueueStore:
         if blocks:
             self.q.put(("losses", blocks))
 
+    def extend_signals(self, blocks: dict) -> None:
+        if blocks:
+            self.q.put(("signals", blocks))
+
 
 def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int) -> None:
     # The parent owns the terminal and the signals (ctrl+c, SIGHUP, SIGTERM reach the whole process group):
@@ -52,7 +56,7 @@ def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int) -> None:
     except InputError as e:
         q.put(("status", {"state": "error", "error": str(e)}))
         _leave(q)
-    eng = Engine(source, backend, _QueueStore(q))
+    eng = Engine(source, backend, _QueueStore(q), out_dir=ns.out)
     eng.start()
     paused = False
     while not eng.wait(STATUS_EVERY_S):
@@ -136,6 +140,8 @@ class ProcessEngine(EngineControl):
                     continue
                 if kind == "losses":
                     self.store.extend(payload)
+                elif kind == "signals":
+                    self.store.extend_signals(payload)
                 elif kind == "status":
                     level, dropped = payload.pop("level_db", None), payload.pop("dropped_blocks", None)
                     if level is not None:

@@ -23,17 +23,53 @@ if hasattr(signal, "SIGHUP"):
 def make_backend(args):
     from .backends import EmbeddedBackend
 
-    if args.mini_batch is not None and args.mini_batch < 1:
-        raise InputError("--mini-batch must be at least 1")
-    if not math.isfinite(args.lr_scale):
-        raise InputError("--lr-scale must be a finite number")
     device = args.torch_device
     if device and device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise InputError(f"--torch-device {device}: no CUDA device here; use --torch-device cpu")
+    if getattr(args, "checkpoint", None):
+        return make_moshi_backend(args, device)
+    moshi_only = [f for f in MOSHI_FLAGS if getattr(args, f.lstrip("-").replace("-", "_"), None) not in (None, False)]
+    if moshi_only:
+        raise InputError(f"{moshi_only[0]} goes with --checkpoint (a Moshi-TTT checkpoint folder)")
+    if args.mini_batch is not None and args.mini_batch < 1:
+        raise InputError("--mini-batch must be at least 1")
+    if not math.isfinite(args.lr_scale):
+        raise InputError("--lr-scale must be a finite number")
     return EmbeddedBackend(lr_scale=args.lr_scale, mini_batch_size=args.mini_batch, device=device)
+
+
+MOSHI_FLAGS = (
+    "--hf-repo",
+    "--moshi-weight",
+    "--mimi-weight",
+    "--config",
+    "--mimi-config",
+    "--ttt-persist",
+    "--gating-alpha",
+)
+
+
+def make_moshi_backend(args, device):
+    from .backends.moshi import MoshiBackend
+
+    if args.lr_scale != 1.0 or args.mini_batch is not None:
+        raise InputError("--lr-scale and --mini-batch are for the embedded model; a checkpoint brings its own")
+    if args.gating_alpha is not None and not math.isfinite(args.gating_alpha):
+        raise InputError("--gating-alpha must be a finite number")
+    return MoshiBackend(
+        args.checkpoint,
+        hf_repo=args.hf_repo,
+        moshi_weight=args.moshi_weight,
+        mimi_weight=args.mimi_weight,
+        config=args.config,
+        mimi_config=args.mimi_config,
+        device=device,
+        persist=args.ttt_persist,
+        gating_alpha=args.gating_alpha,
+    )
 
 
 def make_source(args, backend):
@@ -59,8 +95,6 @@ class Session:
         self.args = args
         self.backend = make_backend(args)
         self.source = make_source(args, self.backend)
-        self.engine = Engine(self.source, self.backend)
-        self.store = self.engine.store
         self.started = datetime.now()
         name = "microphone" if args.mic else args.input
         self.out_dir = Path(args.out) if args.out else default_out_dir(name)
@@ -73,6 +107,9 @@ class Session:
             raise InputError(
                 f"cannot write the report to {self.out_dir} ({e.strerror or e}); choose another --out"
             ) from None
+        args.out = str(self.out_dir)  # the dashboard's inference process writes the model's outputs there too
+        self.engine = Engine(self.source, self.backend, out_dir=self.out_dir)
+        self.store = self.engine.store
         self.signal_received: int | None = None
         self.report_paths: dict | None = None
 
@@ -105,7 +142,7 @@ class Session:
             "sample_rate": self.backend.sample_rate,
             "frame_rate": self.backend.frame_rate,
             "model": self.backend.name,
-            "checkpoint": None,
+            "checkpoint": str(getattr(self.args, "checkpoint", None) or "") or None,
             "device": self.backend.device,
             "lr_scale": getattr(self.backend, "lr_scale", None),
             "mini_batch_size": getattr(self.backend, "mini_batch_size", None),
@@ -123,10 +160,15 @@ class Session:
             "stop_reason": st.stop_reason,
             "error": st.error,
             "dropped_blocks": getattr(self.source, "dropped_blocks", None),
+            "notes": self.backend.notes(),
+            "model_details": self.backend.describe(),
         }
 
     def write_report(self) -> dict:
         self.report_paths = write_report(self.out_dir, self.store, self.run_info(), plots=not self.args.no_plots)
+        audio = self.out_dir / "output.wav"  # written by the engine (thread or process) when the run ended
+        if audio.exists():
+            self.report_paths["audio"] = audio
         return self.report_paths
 
     def exit_code(self) -> int:

@@ -17,21 +17,32 @@ from .stats import LayerStats
 GROWTH = 1.25
 
 
-class _Layer:
-    __slots__ = ("data", "n", "stats", "version")
+def _grow(data: np.ndarray, n: int, need: int) -> np.ndarray:
+    if need <= data.shape[0]:
+        return data
+    grown = np.empty((max(need, int(data.shape[0] * GROWTH) + 1), data.shape[1]), dtype=np.float32)
+    grown[:n] = data[:n]
+    return grown
 
-    def __init__(self, capacity: int):
+
+class _Layer:
+    __slots__ = ("data", "n", "stats", "version", "signals", "n_signals")
+
+    def __init__(self, capacity: int, n_signals: int):
         self.data = np.empty((capacity, 3), dtype=np.float32)
         self.n = 0
         self.stats = LayerStats()
         self.version = 0
+        self.signals = np.empty((64, n_signals), dtype=np.float32)  # per-token inner-loop signals, if any
+        self.n_signals = 0
 
 
 class LossStore:
-    def __init__(self, layer_ids, frame_rate: float, initial_capacity: int = 4096):
+    def __init__(self, layer_ids, frame_rate: float, initial_capacity: int = 4096, signal_names=()):
         self.frame_rate = float(frame_rate)
+        self.signal_names = tuple(signal_names)
         self._lock = threading.Lock()
-        self._layers = {int(i): _Layer(initial_capacity) for i in layer_ids}
+        self._layers = {int(i): _Layer(initial_capacity, len(self.signal_names)) for i in layer_ids}
         self.version = 0
 
     @property
@@ -45,10 +56,7 @@ class LossStore:
         with self._lock:
             lay = self._layers[layer_id]
             need = lay.n + block.shape[0]
-            if need > lay.data.shape[0]:
-                grown = np.empty((max(need, int(lay.data.shape[0] * GROWTH) + 1), 3), dtype=np.float32)
-                grown[: lay.n] = lay.data[: lay.n]
-                lay.data = grown
+            lay.data = _grow(lay.data, lay.n, need)
             lay.data[lay.n : need] = block
             lay.stats.update(block)
             lay.n = need
@@ -58,6 +66,45 @@ class LossStore:
     def extend(self, blocks: dict[int, np.ndarray]) -> None:
         for layer_id, block in blocks.items():
             self.append(layer_id, block)
+
+    def extend_signals(self, blocks: dict[int, np.ndarray]) -> None:
+        """Per layer, rows of the backend's inner-loop signals (``signal_names`` columns)."""
+        k = len(self.signal_names)
+        for layer_id, block in blocks.items():
+            block = np.asarray(block, dtype=np.float32).reshape(-1, k)
+            with self._lock:
+                lay = self._layers[layer_id]
+                need = lay.n_signals + block.shape[0]
+                lay.signals = _grow(lay.signals, lay.n_signals, need)
+                lay.signals[lay.n_signals : need] = block
+                lay.n_signals = need
+                self.version += 1
+
+    def signal_summary(self, layer_id: int) -> dict:
+        """Per signal: mean, min, max over the finite values, and the last value."""
+        with self._lock:
+            lay = self._layers[layer_id]
+            data = lay.signals[: lay.n_signals]
+        out = {}
+        for i, name in enumerate(self.signal_names):
+            col = data[:, i]
+            fin = col[np.isfinite(col)]
+            if not col.size:
+                continue
+            out[name] = {
+                "mean": float(fin.mean()) if fin.size else float("nan"),
+                "min": float(fin.min()) if fin.size else float("nan"),
+                "max": float(fin.max()) if fin.size else float("nan"),
+                "last": float(col[-1]),
+            }
+        return out
+
+    def signal_view(self, layer_id: int) -> np.ndarray:
+        with self._lock:
+            lay = self._layers[layer_id]
+            v = lay.signals[: lay.n_signals]
+            v.flags.writeable = False
+            return v
 
     def view(self, layer_id: int) -> tuple[int, np.ndarray]:
         """(version, read-only rows [n, 3]) of one layer; the rows never change afterwards."""
@@ -78,4 +125,4 @@ class LossStore:
             return lay.stats.summary(data)
 
     def nbytes(self) -> int:
-        return sum(lay.data.nbytes for lay in self._layers.values())
+        return sum(lay.data.nbytes + lay.signals.nbytes for lay in self._layers.values())

@@ -44,5 +44,20 @@ class Backend(ABC):
         """Called by the engine in its own thread before the first block (thread-local settings)."""
         return None
 
+    # Optional: what a backend knows beyond the three losses.
+    signal_names: tuple[str, ...] = ()  # per-token inner-loop signals, columns of ``take_signals`` blocks
+
+    def take_signals(self) -> dict[int, np.ndarray]:
+        """Per layer, the signals of the tokens of the last ``take_losses`` call: float32 [n, len(signal_names)]."""
+        return {}
+
+    def notes(self) -> list[str]:
+        """What the model's runtime semantics imply for the numbers (shown on screen and in the report)."""
+        return []
+
+    def write_outputs(self, out_dir) -> dict:
+        """Files the model produced (e.g. generated audio) written into the report folder; name -> path."""
+        return {}
+
     def describe(self) -> dict:
         return {"model": self.name, "device": self.device, "sample_rate": self.sample_rate}

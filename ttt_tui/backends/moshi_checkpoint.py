@@ -61,14 +61,16 @@ class MoshiTTTCheckpoint:
     weights_file: Path
     hf_repo: str | None
 
-    def ttt_tensors(self) -> dict[int, dict]:
-        """Per TTT layer, its tensors by short name (``wq.weight``, ``W1``, ``weights.0``, ``gating_alpha``...)."""
+    def ttt_tensors(self, names=None) -> dict[int, dict]:
+        """Per TTT layer, its tensors by short name (``wq.weight``, ``W1``, ``weights.0``, ``gating_alpha``...);
+        ``names``: only these."""
         from safetensors import safe_open
 
         out: dict[int, dict] = {}
         with safe_open(str(self.weights_file), framework="pt") as f:
             for L in self.spec.layers:
-                out[L] = {name: f.get_tensor(key) for name, key in expected_keys(self.spec, L).items()}
+                keys = expected_keys(self.spec, L).items()
+                out[L] = {name: f.get_tensor(key) for name, key in keys if names is None or name in names}
         return out
 
 

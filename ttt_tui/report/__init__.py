@@ -39,6 +39,7 @@ def layer_results(store: LossStore) -> dict:
     out = {}
     for layer_id in store.layer_ids:
         s = store.summary(layer_id)
+        s["signals"] = store.signal_summary(layer_id)
         verdict, fs = diagnose(s)
         out[layer_id] = (s, verdict, fs)
     return out
@@ -80,7 +81,11 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
                 k: s[k] for k in ("l0_trend", "lprev_trend", "gap_first_quarter", "gap_last_quarter", "gap_trend")
             },
             "findings": [f.text for f in fs],
+            "signals": s["signals"],
         }
+        gate = (run.get("model_details") or {}).get("effective_gate", {}).get(str(layer_id))
+        if gate is not None:
+            layers[str(layer_id)]["effective_gate"] = gate
     doc = {"run": run, "layers": layers}
     paths["json"].write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     write_csv(paths["csv"], store)

@@ -13,7 +13,33 @@ def _trend_word(x: float, good: str) -> str:
     return f"({good} ✅)" if x < 0 else "(degrading ❌)"
 
 
-def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding]) -> list[str]:
+SIGNAL_LABELS = {
+    "grad_norm": "inner gradient norm",
+    "weight_change": "||W_t - W0|| / ||W0||",
+    "step_size": "mean step size (lr)",
+}
+
+
+def signal_lines(s: dict, gate: dict | None) -> list[str]:
+    """The inner-loop signals their troubleshooting guide asks for (Moshi-TTT checkpoints)."""
+    sig = s.get("signals") or {}
+    if not sig and gate is None:
+        return []
+    lines = ["🔧 Inner-Loop Signals:"]
+    if gate is not None:
+        lines.append(
+            f"   effective gate tanh(clamp(alpha)): mean={gate['mean']:.4f}, min={gate['min']:.4f}, "
+            f"max={gate['max']:.4f}"
+        )
+    for name, d in sig.items():
+        lines.append(
+            f"   {SIGNAL_LABELS.get(name, name)}: mean={d['mean']:.4g}, min={d['min']:.4g}, max={d['max']:.4g}, "
+            f"last={d['last']:.4g}"
+        )
+    return lines + [""]
+
+
+def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding], gate: dict | None = None) -> list[str]:
     n = s["n_positions"]
     lines = ["=" * 60, f"LAYER {layer_id} ANALYSIS", "=" * 60, ""]
     lines += ["📊 Data Coverage:", f"   Valid positions: {n}"]
@@ -41,6 +67,7 @@ def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding]) -> li
     for f in shown:
         lines.append(f"   {ICON[f.severity]} {f.text}")
     lines += [f"   Verdict: {verdict}", ""]
+    lines += signal_lines(s, gate)
     if s["trend_available"] and not math.isnan(s["l0_trend"]):
         lines += [
             "📉 Trend Analysis:",
@@ -75,10 +102,14 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
         "every position kept (no cap).",
         "",
     ]
+    notes = run.get("notes") or []
+    if notes:
+        lines += ["What the model's runtime semantics imply:"] + [f"   ℹ️  {n}" for n in notes] + [""]
     if run.get("interrupted"):
         lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
     if run.get("error"):
         lines += [f"❌ MODEL ERROR: {run['error']}", ""]
+    gates = (run.get("model_details") or {}).get("effective_gate", {})
     for layer_id, (s, verdict, fs) in layers.items():
-        lines += layer_section(layer_id, s, verdict, fs)
+        lines += layer_section(layer_id, s, verdict, fs, gates.get(str(layer_id)))
     return "\n".join(lines) + "\n"

@@ -1,0 +1,377 @@
+"""The backend of our users' Moshi-TTT checkpoints: Mimi + Moshi ``LMGen``, frame by frame, as their inference.
+
+Building it is cheap and fails fast (the checkpoint is read and validated, the base model's files located in
+the Hugging Face cache or given locally); the model itself is loaded by ``prepare_thread``, in the process and
+thread that runs inference, so the dashboard's own process never holds a second copy of a 7B model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Backend
+from .moshi_checkpoint import MoshiTTTCheckpoint, read_checkpoint
+
+INSTALL_HINT = 'pip install --no-deps "moshi==0.2.13" && pip install -e ".[moshi]"'
+FRAME_SAMPLES = 1920  # 80 ms at 24 kHz: one Mimi frame, one LMGen step
+# keys of moshi's config.json that are not LMModel arguments (moshi.models.loaders.CheckpointInfo pops them)
+CONFIG_META = (
+    "moshi_name",
+    "mimi_name",
+    "mimi_config_name",
+    "tokenizer_name",
+    "lora_name",
+    "model_type",
+    "lm_gen_config",
+    "tts_config",
+    "stt_config",
+    "model_id",
+)
+SAMPLING = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25}  # LMGen's defaults, as their inference
+
+
+def import_moshi():
+    """The ``moshi`` package, or one line saying how to install it (its pins would replace our torch)."""
+    os.environ.setdefault("NO_TORCH_COMPILE", "1")  # else the first step compiles for ~20 s, even on CPU
+    try:
+        from moshi.models import loaders  # noqa: F401
+    except ImportError as e:
+        raise InputError(
+            f"--checkpoint needs the moshi package, which is not installed ({e}); install it with: {INSTALL_HINT}"
+        ) from None
+    import moshi
+
+    return moshi
+
+
+def _json(path: str | Path, flag: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{flag} {p}: no such file")
+    try:
+        data = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{flag} {p} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{flag} {p} holds a {type(data).__name__}, expected a JSON object")
+    return data
+
+
+def _local(path: str, flag: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{flag} {p}: no such file")
+    return p
+
+
+def hf_file(repo: str, name: str) -> Path:
+    """A file of the base model's repository: from the Hugging Face cache (works with HF_HUB_OFFLINE=1), else
+    downloaded. One line when neither works."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo, name))
+    except LocalEntryNotFoundError:
+        raise InputError(
+            f"base model {repo}/{name} is not in the Hugging Face cache and cannot be downloaded here (offline?); "
+            f"fetch it once with `huggingface-cli download {repo}`, or give --moshi-weight and --mimi-weight"
+        ) from None
+    except (HfHubHTTPError, HFValidationError, OSError) as e:
+        raise InputError(f"--hf-repo {repo}: cannot get {name} ({type(e).__name__}: {e})") from None
+
+
+class MoshiBackend(Backend):
+    """Options: ``persist`` carries the inner weights across frames for every layer (their 2-layer class resets
+    them every step); ``gating_alpha`` replaces the checkpoint's gate alpha; ``record_losses=False`` is the
+    uninstrumented path (benchmarks)."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        hf_repo: str | None = None,
+        moshi_weight: str | None = None,
+        mimi_weight: str | None = None,
+        config: str | None = None,
+        mimi_config: str | None = None,
+        device: str | None = None,
+        persist: bool = False,
+        gating_alpha: float | None = None,
+        record_losses: bool = True,
+        seed: int = 42299,
+    ):
+        import_moshi()
+        import torch
+        from moshi.models import loaders
+
+        self.ck: MoshiTTTCheckpoint = read_checkpoint(checkpoint)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.persist_flag, self.gating_alpha = bool(persist), gating_alpha
+        self.record_losses, self.seed = record_losses, int(seed)
+        lm = dict(_json(config, "--config") if config else self.ck.lm_kwargs)
+        for k in CONFIG_META:
+            lm.pop(k, None)
+        self.lm_kwargs = lm
+        self.mimi_config = _json(mimi_config, "--mimi-config") if mimi_config else loaders._mimi_config
+        self.consolidated = self.ck.weights_file.name == "consolidated.safetensors"
+        self.hf_repo = hf_repo or self.ck.hf_repo
+        needs_hf = mimi_weight is None or (moshi_weight is None and not self.consolidated)
+        if needs_hf and not self.hf_repo:
+            raise InputError(
+                "no base model: training_config.json names no moshi_paths.hf_repo_id; "
+                "give --hf-repo, or --moshi-weight and --mimi-weight"
+            )
+        if mimi_weight:
+            self.mimi_file = _local(mimi_weight, "--mimi-weight")
+        else:
+            self.mimi_file = hf_file(self.hf_repo, loaders.MIMI_NAME)
+        if self.consolidated:  # the whole state dict is in the checkpoint
+            self.moshi_file = None
+        else:
+            self.moshi_file = (
+                _local(moshi_weight, "--moshi-weight") if moshi_weight else hf_file(self.hf_repo, loaders.MOSHI_NAME)
+            )
+        spec, opts = self.ck.spec, self.ck.spec.options
+        self.mini_batch_size = int(opts["mini_batch_size"])
+        kind = f"{spec.n_mlp_layers}-layer inner MLP {spec.mlp_dims}"
+        self.name = f"Moshi-TTT ({kind}, TTT layers {','.join(map(str, spec.layers))})"
+        self.sample_rate = int(self.mimi_config["sample_rate"])
+        self.frame_rate = float(self.mimi_config["frame_rate"])
+        self.frame_samples = int(round(self.sample_rate / self.frame_rate))
+        self.theirs_persist = spec.n_mlp_layers > 2
+        self.persist = self.persist_flag or self.theirs_persist
+        self._gates = self._gate_stats()
+        self.model = None
+        self._out_pcm: list[np.ndarray] = []
+        self._signals: dict[int, np.ndarray] = {}
+
+    # -- facts known without loading the model ------------------------------------------------------------
+    @property
+    def layer_ids(self) -> list[int]:
+        return list(self.ck.spec.layers)
+
+    @property
+    def min_audio_s(self) -> float:
+        return self.frame_samples / self.sample_rate  # one frame: every step is padded to a whole mini-batch
+
+    signal_names = ("grad_norm", "weight_change", "step_size")
+
+    def _gate_stats(self) -> dict[int, dict]:
+        import torch
+
+        out = {}
+        for L, t in self.ck.ttt_tensors(names=("gating_alpha",)).items():
+            alpha = t["gating_alpha"].float()
+            if self.gating_alpha is not None:
+                alpha = torch.full_like(alpha, float(self.gating_alpha))
+            g = torch.tanh(alpha.clamp(-3, 3))
+            out[L] = {"mean": float(g.mean()), "min": float(g.min()), "max": float(g.max())}
+        return out
+
+    def notes(self) -> list[str]:
+        """What the checkpoint's runtime semantics imply for the numbers (shown on screen and in the report)."""
+        C = self.mini_batch_size
+        n = self.ck.spec.n_mlp_layers
+        out = []
+        if not self.persist:
+            out.append(
+                "inner weights are reset every step (their 2-layer TTT-MLP never writes its update back): "
+                "lprev equals l0 by construction; only lafter shows what one update learns"
+            )
+        elif self.persist_flag and not self.theirs_persist:
+            out.append(
+                "--ttt-persist: inner weights carried across frames (emulated; their 2-layer class resets them "
+                "every step)"
+            )
+        else:
+            out.append(f"inner weights persist across frames (their {n}-layer class writes its update back in eval)")
+        if C > 1:
+            out.append(
+                f"each 80 ms frame is one token, padded with {C - 1} zero rows to the mini-batch of {C}: one inner "
+                f"update per frame, to which the pad rows contribute; losses are over the real token only"
+            )
+        out.append("the first frame is stepped twice, as their inference does: N frames give N+1 positions")
+        if self.gating_alpha is not None:
+            out.append(f"--gating-alpha {self.gating_alpha:g} replaces the checkpoint's gate")
+        return out
+
+    def describe(self) -> dict:
+        spec = self.ck.spec
+        return {
+            **super().describe(),
+            "checkpoint": str(self.ck.folder),
+            "weights_file": self.ck.weights_file.name,
+            "base_model": self.hf_repo if self.moshi_file is None or self.hf_repo else None,
+            "moshi_weight": str(self.moshi_file) if self.moshi_file else None,
+            "mimi_weight": str(self.mimi_file),
+            "ttt_layers": spec.layers,
+            "inner_mlp_dims": spec.mlp_dims,
+            "mini_batch_size": self.mini_batch_size,
+            "base_lr": spec.options["base_lr"],
+            "use_rope": spec.options["use_rope"],
+            "persist": self.persist,
+            "gating_alpha_override": self.gating_alpha,
+            "effective_gate": {str(k): v for k, v in self._gates.items()},
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "frame_rate": self.frame_rate,
+        }
+
+    # -- the model ------------------------------------------------------------------------------------------
+    def prepare_thread(self) -> None:
+        if self.model is None:
+            self.load()
+
+    def load(self) -> None:
+        from moshi.models import loaders
+        from moshi.models.lm import LMGen
+
+        from .moshi_ttt_block import MoshiTTT, TTTHybridLayer
+
+        lm_kwargs = self.lm_kwargs
+        n_cb = max(lm_kwargs.get("dep_q", 8), lm_kwargs.get("n_q", 16) - lm_kwargs.get("dep_q", 8))
+        try:
+            self.mimi = loaders.get_mimi(self.mimi_file, self.mimi_config, device=self.device, num_codebooks=n_cb)
+            lm = loaders.get_moshi_lm(self.moshi_file, lm_kwargs=lm_kwargs, device=self.device, dtype=self.dtype)
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise InputError(
+                f"cannot build the base model from its files and config ({type(e).__name__}: {e})"
+            ) from None
+        spec, opts = self.ck.spec, self.ck.spec.options
+        for L in spec.layers:
+            ttt = MoshiTTT(
+                spec.dim,
+                spec.num_heads,
+                spec.mlp_dims,
+                float(opts["base_lr"]),
+                self.mini_batch_size,
+                use_rope=bool(opts["use_rope"]),
+                rope_theta=float(opts["rope_theta"]),
+                persist=self.persist,
+                device=self.device,
+                dtype=self.dtype,
+            )
+            lm.transformer.layers[L] = TTTHybridLayer(lm.transformer.layers[L], ttt, L)
+        self._load_checkpoint(lm)
+        self.layers = {L: lm.transformer.layers[L] for L in spec.layers}
+        for layer in self.layers.values():
+            layer.ttt.record = self.record_losses
+            layer.gating.override = self.gating_alpha
+        lm.eval()
+        self.model = lm
+        self.lm_gen = LMGen(lm, **SAMPLING)
+        self.mimi.streaming_forever(1)
+        self.lm_gen.streaming_forever(1)
+        self.reset()
+
+    def _load_checkpoint(self, lm) -> None:
+        """The checkpoint's tensors into the model. Their TTT layers' keys map as they are (``original_layer.*``,
+        ``seq_modeling_block.*``); ``seq_modeling_block.original_layer.*`` repeats ``original_layer.*`` and is
+        skipped. A key that matches nothing is refused by name (never a silent ``strict=False``); a
+        consolidated file must also cover every tensor of the model."""
+        from safetensors.torch import load_file
+
+        layers = set(self.ck.spec.layers)
+        state = {}
+        for key, value in load_file(str(self.ck.weights_file), device=self.device).items():
+            m = re.match(r"transformer\.layers\.(\d+)\.(.*)", key)
+            if m and int(m[1]) in layers:
+                rest = m[2]
+                if rest.startswith("seq_modeling_block.original_layer."):
+                    continue
+                if not rest.startswith(("original_layer.", "seq_modeling_block.")):
+                    rest = "original_layer." + rest
+                key = f"transformer.layers.{m[1]}.{rest}"
+            state[key] = value.to(self.dtype) if value.is_floating_point() else value
+        res = lm.load_state_dict(state, strict=False)
+        name = self.ck.weights_file.name
+        if res.unexpected_keys:
+            k = res.unexpected_keys
+            raise InputError(
+                f"{name}: {len(k)} tensors match nothing in the model built from config.json "
+                f"(lora={self.lm_kwargs.get('lora', False)}): {', '.join(k[:4])}{' ...' if len(k) > 4 else ''}"
+            )
+        if self.consolidated and res.missing_keys:
+            k = res.missing_keys
+            raise InputError(f"{name}: {len(k)} tensors of the model missing: {', '.join(k[:4])}")
+
+    # -- streaming ------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        import torch
+
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._first = True
+        self._out_pcm = []
+        self._signals = {}
+        if self.model is None:
+            return
+        torch.manual_seed(self.seed)  # sampling: the same audio gives the same run
+        self.mimi.reset_streaming()
+        self.lm_gen.reset_streaming()
+        for layer in self.layers.values():
+            layer.ttt.reset_stream()
+
+    def process(self, samples: np.ndarray) -> int:
+        import torch
+        from moshi.utils.compile import no_cuda_graph
+
+        if self.model is None:
+            self.load()
+        buf = np.concatenate([self._buf, np.asarray(samples, dtype=np.float32).reshape(-1)])
+        n = buf.shape[0] // self.frame_samples
+        self._buf = buf[n * self.frame_samples :]
+        if not n:
+            return 0
+        pcm = torch.from_numpy(np.ascontiguousarray(buf[: n * self.frame_samples])).to(self.device)
+        steps = 0
+        out = []
+        # no CUDA graphs: a graph replay would skip the Python side of the TTT layers (their inference does too)
+        with torch.no_grad(), no_cuda_graph():
+            codes = self.mimi.encode(pcm.view(1, 1, -1))  # [1, K, n]
+            for t in range(codes.shape[-1]):
+                frame = codes[:, :, t : t + 1]
+                if self._first:  # their inference steps the first frame twice
+                    self.lm_gen.step(frame)
+                    steps += 1
+                    self._first = False
+                tokens = self.lm_gen.step(frame)
+                steps += 1
+                if tokens is not None:
+                    out.append(tokens[:, 1:])
+            if out:
+                self._out_pcm.append(self.mimi.decode(torch.cat(out, -1))[0, 0].float().cpu().numpy())
+        return steps
+
+    def take_losses(self) -> dict[int, np.ndarray]:
+        import torch
+
+        out = {}
+        if self.model is None:
+            return out
+        for L, layer in self.layers.items():
+            losses, signals = layer.ttt.take()
+            if losses is not None:
+                both = torch.cat([losses, signals], 1).float().cpu().numpy()  # one host copy per block
+                out[L] = both[:, :3]
+                self._signals[L] = both[:, 3:]
+        return out
+
+    def take_signals(self) -> dict[int, np.ndarray]:
+        out, self._signals = self._signals, {}
+        return out
+
+    def write_outputs(self, out_dir: Path) -> dict[str, Path]:
+        """The generated audio, ``output.wav`` (24 kHz), whatever was generated before a stop."""
+        import soundfile as sf
+
+        if not self._out_pcm:
+            return {}
+        path = Path(out_dir) / "output.wav"
+        sf.write(str(path), np.concatenate(self._out_pcm), self.sample_rate, subtype="FLOAT")
+        return {"audio": path}
