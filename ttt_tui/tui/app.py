@@ -69,6 +69,9 @@ def fmt(x: float, digits: int = 4) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+SIGNAL_LABELS = (("grad_norm", "|grad|"), ("weight_change", "|W-W0|/|W0|"), ("step_size", "step"))
+
+
 class HelpScreen(ModalScreen):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -116,7 +119,16 @@ class LayerPanel(Vertical):
         yield Static("", classes="counters")
         yield TimedPlot()
 
-    def set_counters(self, s: dict, verdict: str, frame_rate: float, warned: bool = False, markers: tuple = ()) -> None:
+    def set_counters(
+        self,
+        s: dict,
+        verdict: str,
+        frame_rate: float,
+        warned: bool = False,
+        markers: tuple = (),
+        signals: dict | None = None,
+        gate: dict | None = None,
+    ) -> None:
         t = Text()
         style = "bold black on yellow" if verdict == "HEALTHY" and warned else VERDICT_STYLE.get(verdict, "")
         t.append(f" {verdict}{' (!)' if warned and verdict == 'HEALTHY' else ''} ", style=style)
@@ -135,6 +147,14 @@ class LayerPanel(Vertical):
             t.append(f"{fmt(s[name]['mean'])}  ")
         if s["trend_available"] and not math.isnan(s["lprev_trend"]):
             t.append(f" trends: l0 {s['l0_trend']:+.4f}  lprev {s['lprev_trend']:+.4f}  gap {s['gap_trend']:+.4f}")
+        if signals is not None or gate is not None:  # the inner-loop signals (Moshi-TTT checkpoints)
+            t.append("\n ")
+            if gate is not None:
+                t.append(f"gate {gate['mean']:.3f} [{gate['min']:.3f}..{gate['max']:.3f}]  ")
+            for name, label in SIGNAL_LABELS:
+                d = (signals or {}).get(name)
+                if d is not None:
+                    t.append(f"{label} {d['last']:.3g} (mean {d['mean']:.3g})  ")
         self.query_one(".counters", Static).update(t)
 
     def draw(self, data, frame_rate: float, view: ViewSettings, markers: tuple, version: int) -> bool:
@@ -217,6 +237,8 @@ class DashboardApp(App):
         self.last_forced_at = 0.0  # when a key last asked for a redraw
         self._round_at = 0.0
         self._round_cost = 0.0
+        self.notes = session.backend.notes()
+        self.gates = session.backend.describe().get("effective_gate", {})
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -241,6 +263,9 @@ class DashboardApp(App):
         self.query_one("#findings").border_title = "findings"
         if len(self.store.layer_ids) > 4:  # many layers: two columns keep every chart on screen
             self.query_one("#layers").add_class("two-columns")
+        if self.store.signal_names or self.gates:  # a third counters line: the inner-loop signals
+            for panel in self.panels():
+                panel.query_one(".counters", Static).styles.height = 3
         self._select(0)
         if self.install_signals:
             for sig in SIGNAL_EXIT:
@@ -271,11 +296,21 @@ class DashboardApp(App):
     def refresh_status(self) -> None:
         self.query_one("#header", Static).update(self.header_text())
         lines = Text()
+        for note in self.notes:  # what the model's runtime semantics imply for the numbers
+            lines.append("note: ", style="bold cyan")
+            lines.append(note + "\n", style="cyan")
         for panel in self.panels():
             s = self.store.summary(panel.layer_id)
             verdict, fs = diagnose(s)
+            sig = self.store.signal_summary(panel.layer_id) if self.store.signal_names else None
             panel.set_counters(
-                s, verdict, self.store.frame_rate, any(f.severity == "warning" for f in fs), self.markers
+                s,
+                verdict,
+                self.store.frame_rate,
+                any(f.severity == "warning" for f in fs),
+                self.markers,
+                sig,
+                self.gates.get(str(panel.layer_id)),
             )
             for f in fs:
                 lines.append(f"layer {panel.layer_id}: ", style="bold")
