@@ -219,3 +219,38 @@ def test_headless_run_writes_output_wav_and_report(two_layer, tmp_path, capsys):
     text = (out / "ttt_diagnostic_report.txt").read_text()
     assert "lprev equals l0 by construction" in text and "effective gate" in text and "inner gradient norm" in text
     assert "output.wav" in capsys.readouterr().err
+
+
+def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
+    """The dashboard's way: the model loads in the inference process only; notes, signals, output.wav."""
+    import asyncio
+
+    from test_tui import wait_for
+
+    from ttt_tui.cli import build_parser
+    from ttt_tui.session import Session
+    from ttt_tui.tui.app import DashboardApp
+
+    wav = tmp_path / "in.wav"
+    sf.write(str(wav), noise(1.5), SR)
+    args = build_parser().parse_args([str(wav), "--out", str(tmp_path / "rep"), *moshi_tiny.cli_args(two_layer)])
+    session = Session(args)
+    session.use_process_engine()
+    assert session.backend.model is None  # this process never loads the model
+
+    async def scenario():
+        app = DashboardApp(session, install_signals=False)
+        async with app.run_test(size=(200, 60)) as pilot:
+            await wait_for(pilot, lambda: app.finished_handled, timeout=60)
+            await pilot.pause(0.3)
+            counters = str(app.query_one("#layer-2 .counters").render())
+            findings = str(app.query_one("#findings-text").render())
+            return counters, findings
+
+    counters, findings = asyncio.run(scenario())
+    assert "gate 0.100" in counters and "|W-W0|/|W0|" in counters
+    assert "lprev equals l0 by construction" in findings
+    assert (tmp_path / "rep" / "output.wav").exists()
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert doc["layers"]["3"]["n_positions"] == int(1.5 * 12.5) + 1
+    assert doc["layers"]["3"]["signals"]["step_size"]["mean"] > 0
