@@ -90,7 +90,8 @@ def hf_file(repo: str, name: str) -> Path:
 class MoshiBackend(Backend):
     """Options: ``persist`` carries the inner weights across frames for every layer (their 2-layer class resets
     them every step); ``gating_alpha`` replaces the checkpoint's gate alpha; ``record_losses=False`` is the
-    uninstrumented path (benchmarks)."""
+    uninstrumented path and ``random_base=True`` a randomly initialised base Moshi and Mimi (benchmarks of a
+    Moshi-sized model without its 16 GB of weights)."""
 
     def __init__(
         self,
@@ -105,6 +106,7 @@ class MoshiBackend(Backend):
         gating_alpha: float | None = None,
         record_losses: bool = True,
         seed: int = 42299,
+        random_base: bool = False,
     ):
         import_moshi()
         import torch
@@ -123,6 +125,9 @@ class MoshiBackend(Backend):
         self.consolidated = self.ck.weights_file.name == "consolidated.safetensors"
         self.hf_repo = hf_repo or self.ck.hf_repo
         needs_hf = mimi_weight is None or (moshi_weight is None and not self.consolidated)
+        if random_base:
+            needs_hf, mimi_weight, moshi_weight = False, None, None
+        self.base_source = "random (benchmark)" if random_base else (self.hf_repo if needs_hf else "local files")
         if needs_hf and not self.hf_repo:
             raise InputError(
                 "no base model: training_config.json names no moshi_paths.hf_repo_id; "
@@ -131,8 +136,8 @@ class MoshiBackend(Backend):
         if mimi_weight:
             self.mimi_file = _local(mimi_weight, "--mimi-weight")
         else:
-            self.mimi_file = hf_file(self.hf_repo, loaders.MIMI_NAME)
-        if self.consolidated:  # the whole state dict is in the checkpoint
+            self.mimi_file = None if random_base else hf_file(self.hf_repo, loaders.MIMI_NAME)
+        if self.consolidated or random_base:  # the whole state dict is in the checkpoint, or none is wanted
             self.moshi_file = None
         else:
             self.moshi_file = (
@@ -208,9 +213,9 @@ class MoshiBackend(Backend):
             **super().describe(),
             "checkpoint": str(self.ck.folder),
             "weights_file": self.ck.weights_file.name,
-            "base_model": self.hf_repo if self.moshi_file is None or self.hf_repo else None,
+            "base_model": self.base_source,
             "moshi_weight": str(self.moshi_file) if self.moshi_file else None,
-            "mimi_weight": str(self.mimi_file),
+            "mimi_weight": str(self.mimi_file) if self.mimi_file else None,
             "ttt_layers": spec.layers,
             "inner_mlp_dims": spec.mlp_dims,
             "mini_batch_size": self.mini_batch_size,

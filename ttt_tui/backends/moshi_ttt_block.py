@@ -101,6 +101,7 @@ class MoshiTTT(nn.Module):
         w, b = self.checkpoint_weights()
         self._W0 = ([t.detach().float()[None] for t in w], [t.detach().float()[None] for t in b])
         self._W = self._W0
+        self._w0_sq = torch.stack(torch._foreach_norm(self._W0[0] + self._W0[1])).pow(2).sum()
         self._at_w0 = True
         self._losses, self._signals = [], []
 
@@ -169,6 +170,7 @@ class MoshiTTT(nn.Module):
                 n_real,
                 record=self.record,
                 eps=MOSHI_LN_EPS,
+                w0_sq=self._w0_sq,
             )
             outs.append(step.out)
             if self.record:

@@ -44,20 +44,24 @@ def _update(weights, biases, xk, tgt, lr, gamma, beta, eps=LN_EPS, grad_norm=Fal
     z, pre, inputs = mlp_forward(weights, biases, xk)
     resid, delta = _ln_residual_and_grad(z, tgt, gamma, beta, eps)  # delta: d(1/2 r)/dz, per token
     e = lr[..., None]  # [B, H, n, 1]
-    n = xk.shape[2]
     new_w, new_b = [None] * len(weights), [None] * len(biases)
-    sq = None
+    grads = []
     for i in range(len(weights) - 1, -1, -1):
         new_w[i] = weights[i] - inputs[i].transpose(-1, -2) @ (e * delta)
         new_b[i] = biases[i] - (e * delta).sum(2, keepdim=True)
-        if grad_norm:
-            gw = inputs[i].transpose(-1, -2) @ delta / n
-            gb = delta.sum(2) / n
-            part = gw.pow(2).sum((1, 2, 3)) + gb.pow(2).sum((1, 2))
-            sq = part if sq is None else sq + part
+        if grad_norm:  # the unweighted sums; the 1/n comes once, at the end
+            grads += [inputs[i].transpose(-1, -2) @ delta, delta.sum(2)]
         if i:
             delta = (delta @ weights[i].transpose(-1, -2)) * gelu_tanh_grad(pre[i - 1])
+    sq = None
+    if grad_norm:  # one fused norm over the list (few ops: this model's streaming step is dispatch-bound)
+        sq = _sq_norm(grads) / xk.shape[2] ** 2
     return new_w, new_b, resid, sq
+
+
+def _sq_norm(tensors: list) -> torch.Tensor:
+    """Squared Frobenius norm over a list of tensors (batch size 1: one number)."""
+    return torch.stack(torch._foreach_norm(tensors)).pow(2).sum()
 
 
 def inner_loop_nonlinear_noncausal(
@@ -91,15 +95,18 @@ class PaddedStep:
     weights: list  # W_b: the weights after this mini-batch's update
     biases: list
     losses: torch.Tensor | None  # [B, n, 3] (l0, lprev, lafter) of the real rows
-    signals: torch.Tensor | None  # [B, 3]: mean-gradient norm, ||W_b - W0|| / ||W0||, mean step of the real rows
+    signals: torch.Tensor | None  # [1, 3]: mean-gradient norm, ||W_b - W0|| / ||W0||, mean step of the real rows
 
 
-def padded_step(weights, biases, W0, at_w0, gamma, beta, XQ, XK, target, lr, n_real, record=True, eps=MOSHI_LN_EPS):
+def padded_step(
+    weights, biases, W0, at_w0, gamma, beta, XQ, XK, target, lr, n_real, record=True, eps=MOSHI_LN_EPS, w0_sq=None
+):
     """One complete mini-batch of which only the first ``n_real`` rows are real tokens (Moshi-TTT's streaming:
     each call is right-padded to the mini-batch, reference "The layer they insert").
 
     Every row, pads included, takes part in the update (theirs does); outputs and losses are computed for the
-    real rows only. ``at_w0``: the weights are still W0 (then l0 is lprev exactly, no extra forward).
+    real rows only. ``at_w0``: the weights are still W0 (then l0 is lprev exactly, no extra forward);
+    ``w0_sq``: ||W0||^2, constant over a stream (computed here when not given). Batch size 1 (a stream).
     """
     nw, nb, resid, gsq = _update(weights, biases, XK, target, lr, gamma, beta, eps, grad_norm=record)
     xq = XQ[:, :, :n_real]
@@ -112,7 +119,7 @@ def padded_step(weights, biases, W0, at_w0, gamma, beta, XQ, XK, target, lr, n_r
     after = _ln_fwd(mlp_forward(nw, nb, xk)[0], gamma, beta, eps)[0] - tgt
     initial = before if at_w0 else _ln_fwd(mlp_forward(W0[0], W0[1], xk)[0], gamma, beta, eps)[0] - tgt
     losses = torch.stack([initial, before, after], -1).pow(2).mean(3).mean(1)
-    num = sum((a - b).pow(2).sum((1, 2, 3)) for a, b in zip(nw + nb, W0[0] + W0[1], strict=True))
-    den = sum(b.pow(2).sum((1, 2, 3)) for b in W0[0] + W0[1])
-    signals = torch.stack([gsq.sqrt(), (num / den).sqrt(), lr[:, :, :n_real].mean((1, 2))], -1)
+    num = _sq_norm(torch._foreach_sub(nw + nb, W0[0] + W0[1]))
+    den = _sq_norm(W0[0] + W0[1]) if w0_sq is None else w0_sq
+    signals = torch.stack([gsq.sqrt(), (num / den).sqrt(), lr[:, :, :n_real].mean()])[None]
     return PaddedStep(out, nw, nb, losses, signals)
