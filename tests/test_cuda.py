@@ -51,3 +51,33 @@ def test_embedded_backend_on_cuda_matches_cpu():
         res[dev] = be.take_losses()
     for layer in res["cpu"]:
         np.testing.assert_allclose(res["cuda"][layer], res["cpu"][layer], rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("mlp_layers", [2, 3])
+def test_moshi_ttt_block_on_cuda_without_host_sync(mlp_layers):
+    """Their block frame by frame in bfloat16 (as on a GPU node): no host synchronisation per frame, and the
+    same losses as float32 on the CPU within bfloat16's precision."""
+    from test_moshi_ttt_block import make_block
+
+    cpu = make_block(mlp_layers, persist=True, use_rope=True).to(torch.bfloat16).float()  # same rounded weights
+    gpu = make_block(mlp_layers, persist=True, use_rope=True).to("cuda", torch.bfloat16)
+    frames = [torch.randn(1, 1, cpu.dim) for _ in range(6)]
+    gpu_frames = [x.to("cuda", torch.bfloat16) for x in frames]  # before: a copy from the host synchronises
+    with torch.no_grad():
+        for m, dev, dt in ((cpu, "cpu", torch.float32), (gpu, "cuda", torch.bfloat16)):
+            m.reset_stream()
+            m(frames[0].to(dev, dt))  # warm-up (lazy CUDA init, the RoPE table)
+            m.reset_stream()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for x in gpu_frames:
+                y = gpu(x)
+            gpu_losses, gpu_signals = gpu.take()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        for x in frames:
+            cpu(x)
+        cpu_losses, _ = cpu.take()
+    assert y.dtype == torch.bfloat16 and gpu_losses.is_cuda and gpu_signals.shape == (6, 3)
+    torch.testing.assert_close(gpu_losses.float().cpu(), cpu_losses, rtol=0.1, atol=1e-3)

@@ -254,3 +254,26 @@ def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["layers"]["3"]["n_positions"] == int(1.5 * 12.5) + 1
     assert doc["layers"]["3"]["signals"]["step_size"]["mean"] > 0
+
+
+def test_base_model_from_an_offline_cache(two_layer, tmp_path, monkeypatch):
+    """--hf-repo through a populated Hugging Face cache with HF_HUB_OFFLINE=1: no network, no local flags."""
+    import shutil
+
+    import huggingface_hub.constants as c
+    from moshi.models import loaders
+
+    repo = "kyutai/moshiko-pytorch-bf16"
+    cache = tmp_path / "hub"
+    snap = cache / ("models--" + repo.replace("/", "--")) / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("0" * 40)
+    shutil.copy(two_layer["moshi"], snap / loaders.MOSHI_NAME)
+    shutil.copy(two_layer["mimi"], snap / loaders.MIMI_NAME)
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    b = MoshiBackend(two_layer["checkpoint"], mimi_config=two_layer["mimi_config"], device="cpu")
+    assert b.moshi_file == snap / loaders.MOSHI_NAME and b.describe()["base_model"] == repo
+    b.load()
+    assert b.process(noise(0.2)) == 3

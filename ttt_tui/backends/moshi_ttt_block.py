@@ -114,6 +114,14 @@ class MoshiTTT(nn.Module):
         return losses, signals
 
     # -- the block --------------------------------------------------------------------------------------
+    def _rope_table(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for positions 0..C-1, made once per device (no host-to-device copy per frame)."""
+        table = getattr(self, "_rope", None)
+        if table is None or table[0].device != torch.device(device):
+            cos, sin = audio_rope(self.head_dim, self.mini_batch_size, self.rope_theta)
+            self._rope = table = (cos.to(device), sin.to(device))
+        return table
+
     def _heads(self, t: torch.Tensor) -> torch.Tensor:  # [B, n, dim] -> [B, H, n, d]
         B, n, _ = t.shape
         return t.reshape(B, n, self.num_heads, self.head_dim).transpose(1, 2)
@@ -133,11 +141,13 @@ class MoshiTTT(nn.Module):
             lr_logit = torch.cat([lr_logit, lr_logit.new_zeros(B, self.num_heads, L - T)], 2)
         XQ, XK, XV = (self._heads(p) for p in proj)
         XQ, XK = nn.functional.normalize(XQ, dim=-1), nn.functional.normalize(XK, dim=-1)
-        if self.use_rope:  # positions arange(L) % C, as theirs
-            cos, sin = audio_rope(self.head_dim, C, self.rope_theta)
-            pos = torch.arange(L) % C
-            cos, sin = cos[pos].to(x.device), sin[pos].to(x.device)
-            XQ, XK = apply_rope(XQ, cos, sin), apply_rope(XK, cos, sin)
+        if self.use_rope:  # positions arange(L) % C, as theirs: L is a multiple of C, so the table repeats
+            cos, sin = self._rope_table(x.device)
+            reps = L // C
+            XQ, XK = (
+                apply_rope(XQ, cos.repeat(reps, 1), sin.repeat(reps, 1)),
+                apply_rope(XK, cos.repeat(reps, 1), sin.repeat(reps, 1)),
+            )
         r = XV - XK  # their target: LN(XV - XK) with the unbiased std and (std + 1e-5)
         r = (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + TARGET_EPS)
         target = self.ttt_norm_weight.float()[None, :, None] * r + self.ttt_norm_bias.float()[None, :, None]
