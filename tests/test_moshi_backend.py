@@ -277,3 +277,12 @@ def test_base_model_from_an_offline_cache(two_layer, tmp_path, monkeypatch):
     assert b.moshi_file == snap / loaders.MOSHI_NAME and b.describe()["base_model"] == repo
     b.load()
     assert b.process(noise(0.2)) == 3
+
+
+def test_lora_config_without_lora_tensors_is_refused(tmp_path):
+    paths = moshi_tiny.build(tmp_path, lora=True)
+    f = paths["checkpoint"] / "lora.safetensors"
+    state = {k: v for k, v in load_file(str(f)).items() if ".lora_" not in k}
+    save_file(state, str(f))
+    with pytest.raises(InputError, match="lora=true but .* LoRA tensors are missing"):
+        backend(paths).load()

@@ -305,6 +305,12 @@ class MoshiBackend(Backend):
         if self.consolidated and res.missing_keys:
             k = res.missing_keys
             raise InputError(f"{name}: {len(k)} tensors of the model missing: {', '.join(k[:4])}")
+        lora = [k for k in res.missing_keys if ".lora_A." in k or ".lora_B." in k]
+        if lora:  # config.json says LoRA, but its A/B matrices are not in the file: they would stay random
+            raise InputError(
+                f"{name}: config.json has lora=true but {len(lora)} LoRA tensors are missing: "
+                f"{', '.join(lora[:3])}{' ...' if len(lora) > 3 else ''}"
+            )
 
     # -- streaming ------------------------------------------------------------------------------------------
     def reset(self) -> None:
