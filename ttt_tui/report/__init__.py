@@ -94,6 +94,6 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             _, data = store.view(layer_id)
             if data.shape[0]:
                 p = out_dir / f"figure5_layer{layer_id}.png"
-                plot_layer(p, layer_id, data, store.frame_rate)
+                plot_layer(p, layer_id, data, store.frame_rate, note=(run.get("notes") or [None])[0])
                 paths[f"png{layer_id}"] = p
     return paths

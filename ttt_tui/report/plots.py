@@ -9,7 +9,9 @@ import numpy as np
 from ..decimate import minmax_decimate
 
 
-def plot_layer(path: Path, layer_id: int, data: np.ndarray, frame_rate: float, max_points: int = 4000) -> None:
+def plot_layer(
+    path: Path, layer_id: int, data: np.ndarray, frame_rate: float, max_points: int = 4000, note: str | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +29,10 @@ def plot_layer(path: Path, layer_id: int, data: np.ndarray, frame_rate: float, m
         x, yy = minmax_decimate(pos, y, max_points)
         top.plot(x, yy, color=colour, lw=0.8, label=label)
     top.set_ylabel("loss (MSE per element)")
-    top.set_title(f"Layer {layer_id}: TTT Figure 5 ({n} positions, {n / frame_rate:.1f} s of audio)")
+    title = f"Layer {layer_id}: TTT Figure 5 ({n} positions, {n / frame_rate:.1f} s of audio)"
+    if note:  # what the model's runtime semantics imply (e.g. l0 hidden under lprev by construction)
+        title += f"\n{note}"
+    top.set_title(title, fontsize=None if not note else 9)
     top.legend(loc="upper right")
     top.grid(alpha=0.3)
     for label, y, colour in (
