@@ -130,8 +130,7 @@ class Engine(EngineControl):
                 signals = self.backend.take_signals()
                 st.compute_s += time.perf_counter() - t0
                 self.store.extend(blocks)
-                if signals:
-                    self.store.extend_signals(signals)
+                self.store.extend_signals(signals)
                 st.audio_s += len(samples) / rate
             st.state = "stopped" if self._stop.is_set() else "finished"
         except InputError as e:  # the audio went bad mid-stream (damaged file, device lost)
@@ -142,9 +141,7 @@ class Engine(EngineControl):
         finally:
             try:  # what the last block left on the device
                 self.store.extend(self.backend.take_losses())
-                signals = self.backend.take_signals()
-                if signals:
-                    self.store.extend_signals(signals)
+                self.store.extend_signals(self.backend.take_signals())
             except Exception:
                 pass
             if self.out_dir is not None:

@@ -7,7 +7,6 @@ thread that runs inference, so the dashboard's own process never holds a second 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +15,8 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Backend
-from .moshi_checkpoint import MoshiTTTCheckpoint, read_checkpoint
+from .moshi_checkpoint import MoshiTTTCheckpoint, read_checkpoint, read_json_object
+from .moshi_ttt_math import SIGNAL_NAMES
 
 INSTALL_HINT = 'pip install --no-deps "moshi==0.2.13" && pip install -e ".[moshi]"'
 FRAME_SAMPLES = 1920  # 80 ms at 24 kHz: one Mimi frame, one LMGen step
@@ -36,8 +36,8 @@ CONFIG_META = (
 SAMPLING = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25}  # LMGen's defaults, as their inference
 
 
-def import_moshi():
-    """The ``moshi`` package, or one line saying how to install it (its pins would replace our torch)."""
+def import_moshi() -> None:
+    """Import the ``moshi`` package, or say in one line saying how to install it (its pins would replace our torch)."""
     os.environ.setdefault("NO_TORCH_COMPILE", "1")  # else the first step compiles for ~20 s, even on CPU
     try:
         from moshi.models import loaders  # noqa: F401
@@ -45,22 +45,11 @@ def import_moshi():
         raise InputError(
             f"--checkpoint needs the moshi package, which is not installed ({e}); install it with: {INSTALL_HINT}"
         ) from None
-    import moshi
-
-    return moshi
 
 
 def _json(path: str | Path, flag: str) -> dict:
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{flag} {p}: no such file")
-    try:
-        data = json.loads(p.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{flag} {p} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{flag} {p} holds a {type(data).__name__}, expected a JSON object")
-    return data
+    return read_json_object(p, f"{flag} {p}: no such file", label=f"{flag} {p}")
 
 
 def _local(path: str, flag: str) -> Path:
@@ -166,17 +155,15 @@ class MoshiBackend(Backend):
     def min_audio_s(self) -> float:
         return self.frame_samples / self.sample_rate  # one frame: every step is padded to a whole mini-batch
 
-    signal_names = ("grad_norm", "weight_change", "step_size")
+    signal_names = SIGNAL_NAMES
 
     def _gate_stats(self) -> dict[int, dict]:
-        import torch
+        """Read from the checkpoint, without loading the model (the dashboard's process shows them too)."""
+        from .moshi_ttt_block import effective_gate
 
         out = {}
         for L, t in self.ck.ttt_tensors(names=("gating_alpha",)).items():
-            alpha = t["gating_alpha"].float()
-            if self.gating_alpha is not None:
-                alpha = torch.full_like(alpha, float(self.gating_alpha))
-            g = torch.tanh(alpha.clamp(-3, 3))
+            g = effective_gate(t["gating_alpha"], self.gating_alpha)
             out[L] = {"mean": float(g.mean()), "min": float(g.min()), "max": float(g.max())}
         return out
 

@@ -74,16 +74,25 @@ class MoshiTTTCheckpoint:
         return out
 
 
-def _read_json(path: Path, what: str) -> dict:
-    if not path.exists():
-        raise InputError(f"{path.parent} has no {path.name} ({what}); give a checkpoint_NNNNNN/consolidated/ folder")
+def read_json_object(path: Path, missing: str, label: str | None = None) -> dict:
+    """A JSON file holding an object, or one line: ``missing`` when there is no such file, else what is wrong
+    with it (``label`` names the file in those messages; default: its path)."""
+    label = label or str(path)
+    if not path.is_file():
+        raise InputError(missing)
     try:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{path} is not valid JSON ({e})") from None
+        raise InputError(f"{label} is not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path} holds a {type(data).__name__}, expected a JSON object")
+        raise InputError(f"{label} holds a {type(data).__name__}, expected a JSON object")
     return data
+
+
+def _read_json(path: Path, what: str) -> dict:
+    return read_json_object(
+        path, f"{path.parent} has no {path.name} ({what}); give a checkpoint_NNNNNN/consolidated/ folder"
+    )
 
 
 def resolve_layers(spec, num_layers: int) -> list[int]:

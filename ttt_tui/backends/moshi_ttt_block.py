@@ -20,9 +20,8 @@ from moshi.modules.streaming import StreamingModule
 from moshi.modules.transformer import _LayerState
 from torch import nn
 
-from .moshi_ttt_math import MOSHI_LN_EPS, padded_step
+from .moshi_ttt_math import MOSHI_LN_EPS, padded_step, sq_norm
 
-SIGNAL_NAMES = ("grad_norm", "weight_change", "step_size")
 TARGET_EPS = 1e-5  # their ln_reconstruction_target: (x - mean) / (unbiased std + 1e-5)
 GATE_CLAMP = 3.0
 
@@ -101,7 +100,13 @@ class MoshiTTT(nn.Module):
         w, b = self.checkpoint_weights()
         self._W0 = ([t.detach().float()[None] for t in w], [t.detach().float()[None] for t in b])
         self._W = self._W0
-        self._w0_sq = torch.stack(torch._foreach_norm(self._W0[0] + self._W0[1])).pow(2).sum()
+        self._w0_sq = sq_norm(self._W0[0] + self._W0[1])
+        # the small parameters in float32, once per stream instead of once per frame
+        self._gamma = self.ttt_norm_weight.detach().float()[None, :, None]
+        self._beta = self.ttt_norm_bias.detach().float()[None, :, None]
+        self._lr_w = self.learnable_ttt_lr_weight.detach()[:, 0].float()
+        self._lr_b = self.learnable_ttt_lr_bias.detach().float()[None]
+        self._pad_rows = [m.bias.detach().float() for m in (self.wq, self.wk, self.wv)]  # a zero row's projections
         self._at_w0 = True
         self._losses, self._signals = [], []
 
@@ -129,29 +134,24 @@ class MoshiTTT(nn.Module):
     def inputs(self, x: torch.Tensor):
         """XQ, XK, target, eta [B, H, L, .] (float32) for the real rows ``x`` [B, T, dim] right-padded with
         zero rows to L, a multiple of the mini-batch (their hybrid layer). A zero row's projections are the
-        biases, so the pad rows cost no matmul."""
+        biases, so the pad rows cost no matmul. Within a stream (after ``reset_stream``)."""
         B, T, D = x.shape
         C = self.mini_batch_size
         L = -(-T // C) * C
-        proj = [F_linear(x, m) for m in (self.wq, self.wk, self.wv)]
-        lr_logit = torch.einsum("btc,hc->bht", x.float(), self.learnable_ttt_lr_weight[:, 0].float())
+        proj = [_project(x, m) for m in (self.wq, self.wk, self.wv)]
+        lr_logit = torch.einsum("btc,hc->bht", x.float(), self._lr_w)
         if L > T:
-            mods = (self.wq, self.wk, self.wv)
-            proj = [torch.cat([p, m.bias.float().expand(B, L - T, D)], 1) for p, m in zip(proj, mods, strict=True)]
+            proj = [torch.cat([p, b.expand(B, L - T, D)], 1) for p, b in zip(proj, self._pad_rows, strict=True)]
             lr_logit = torch.cat([lr_logit, lr_logit.new_zeros(B, self.num_heads, L - T)], 2)
         XQ, XK, XV = (self._heads(p) for p in proj)
         XQ, XK = nn.functional.normalize(XQ, dim=-1), nn.functional.normalize(XK, dim=-1)
         if self.use_rope:  # positions arange(L) % C, as theirs: L is a multiple of C, so the table repeats
-            cos, sin = self._rope_table(x.device)
-            reps = L // C
-            XQ, XK = (
-                apply_rope(XQ, cos.repeat(reps, 1), sin.repeat(reps, 1)),
-                apply_rope(XK, cos.repeat(reps, 1), sin.repeat(reps, 1)),
-            )
+            cos, sin = (t.repeat(L // C, 1) for t in self._rope_table(x.device))
+            XQ, XK = apply_rope(XQ, cos, sin), apply_rope(XK, cos, sin)
         r = XV - XK  # their target: LN(XV - XK) with the unbiased std and (std + 1e-5)
         r = (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + TARGET_EPS)
-        target = self.ttt_norm_weight.float()[None, :, None] * r + self.ttt_norm_bias.float()[None, :, None]
-        gate = torch.sigmoid(lr_logit + self.learnable_ttt_lr_bias.float()[None])  # [B, H, L]
+        target = self._gamma * r + self._beta
+        gate = torch.sigmoid(lr_logit + self._lr_b)  # [B, H, L]
         eta = self.base_lr * gate / self.head_dim / C  # their eta carries the 1/C (non-causal)
         return XQ, XK, target, eta
 
@@ -162,7 +162,6 @@ class MoshiTTT(nn.Module):
         B, T, D = x.shape
         C = self.mini_batch_size
         XQ, XK, target, eta = self.inputs(x)
-        gamma, beta = self.ttt_norm_weight.float()[None, :, None], self.ttt_norm_bias.float()[None, :, None]
         outs = []
         for s in range(0, XQ.shape[2], C):
             n_real = min(C, T - s)
@@ -171,8 +170,8 @@ class MoshiTTT(nn.Module):
                 *self._W,
                 self._W0,
                 self._at_w0,
-                gamma,
-                beta,
+                self._gamma,
+                self._beta,
                 XQ[:, :, sl],
                 XK[:, :, sl],
                 target[:, :, sl],
@@ -193,9 +192,17 @@ class MoshiTTT(nn.Module):
         return self.wo(self.post_norm(z)).to(x.dtype)
 
 
-def F_linear(x: torch.Tensor, m: nn.Linear) -> torch.Tensor:
+def _project(x: torch.Tensor, m: nn.Linear) -> torch.Tensor:
     """A projection in the layer's dtype, then float32 (their inner loop runs in float32)."""
     return nn.functional.linear(x.to(m.weight.dtype), m.weight, m.bias).float()
+
+
+def effective_gate(alpha: torch.Tensor, override: float | None = None) -> torch.Tensor:
+    """``tanh(clamp(alpha, -3, 3))`` in float32; ``override`` replaces every alpha."""
+    alpha = alpha.float()
+    if override is not None:
+        alpha = torch.full_like(alpha, float(override))
+    return torch.tanh(alpha.clamp(-GATE_CLAMP, GATE_CLAMP))
 
 
 class SSMGating(nn.Module):
@@ -207,10 +214,7 @@ class SSMGating(nn.Module):
         self.override: float | None = None
 
     def gate(self) -> torch.Tensor:
-        alpha = self.gating_alpha.float()
-        if self.override is not None:
-            alpha = torch.full_like(alpha, float(self.override))
-        return torch.tanh(alpha.clamp(-GATE_CLAMP, GATE_CLAMP))
+        return effective_gate(self.gating_alpha, self.override)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.gate() * x.float()).to(x.dtype)
@@ -267,8 +271,3 @@ class TTTHybridLayer(StreamingModule[_LayerState]):
             if st is not None:
                 st.offset_cpu += x.shape[1]
         return x
-
-
-def gate_stats(layer: TTTHybridLayer) -> dict:
-    g = layer.gating.gate()
-    return {"mean": float(g.mean()), "min": float(g.min()), "max": float(g.max())}

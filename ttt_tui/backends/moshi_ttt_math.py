@@ -20,6 +20,7 @@ import torch
 from ..ttt import LN_EPS, _head_ln, _ln_fwd, _ln_residual_and_grad, gelu_tanh, gelu_tanh_grad
 
 MOSHI_LN_EPS = 1e-8
+SIGNAL_NAMES = ("grad_norm", "weight_change", "step_size")  # the columns of PaddedStep.signals
 
 
 def mlp_forward(weights: list, biases: list, x: torch.Tensor):
@@ -55,11 +56,11 @@ def _update(weights, biases, xk, tgt, lr, gamma, beta, eps=LN_EPS, grad_norm=Fal
             delta = (delta @ weights[i].transpose(-1, -2)) * gelu_tanh_grad(pre[i - 1])
     sq = None
     if grad_norm:  # one fused norm over the list (few ops: this model's streaming step is dispatch-bound)
-        sq = _sq_norm(grads) / xk.shape[2] ** 2
+        sq = sq_norm(grads) / xk.shape[2] ** 2
     return new_w, new_b, resid, sq
 
 
-def _sq_norm(tensors: list) -> torch.Tensor:
+def sq_norm(tensors: list) -> torch.Tensor:
     """Squared Frobenius norm over a list of tensors (batch size 1: one number)."""
     return torch.stack(torch._foreach_norm(tensors)).pow(2).sum()
 
@@ -119,7 +120,7 @@ def padded_step(
     after = _ln_fwd(mlp_forward(nw, nb, xk)[0], gamma, beta, eps)[0] - tgt
     initial = before if at_w0 else _ln_fwd(mlp_forward(W0[0], W0[1], xk)[0], gamma, beta, eps)[0] - tgt
     losses = torch.stack([initial, before, after], -1).pow(2).mean(3).mean(1)
-    num = _sq_norm(torch._foreach_sub(nw + nb, W0[0] + W0[1]))
-    den = _sq_norm(W0[0] + W0[1]) if w0_sq is None else w0_sq
+    num = sq_norm(torch._foreach_sub(nw + nb, W0[0] + W0[1]))
+    den = sq_norm(W0[0] + W0[1]) if w0_sq is None else w0_sq
     signals = torch.stack([gsq.sqrt(), (num / den).sqrt(), lr[:, :, :n_real].mean()])[None]
     return PaddedStep(out, nw, nb, losses, signals)
