@@ -60,33 +60,23 @@ def moshi_sized_checkpoint(folder: Path, layers=(29, 30, 31), mini_batch=64) -> 
     return folder
 
 
-def build(model: str, device: str, tmp: Path, record: bool) -> MoshiBackend:
+def checkpoint_files(model: str, tmp: Path) -> dict:
+    """Written once, loaded by both modes: the MoshiBackend arguments of the chosen model."""
     if model == "tiny":
-        paths = moshi_tiny.build(tmp / "tiny") if not (tmp / "tiny").exists() else _tiny_paths(tmp / "tiny")
-        b = MoshiBackend(
-            paths["checkpoint"],
-            moshi_weight=paths["moshi"],
-            mimi_weight=paths["mimi"],
-            mimi_config=paths["mimi_config"],
-            device=device,
-            record_losses=record,
-        )
-    else:
-        ck = tmp / "moshi-ck"
-        if not ck.exists():
-            moshi_sized_checkpoint(ck)
-        b = MoshiBackend(ck, device=device, record_losses=record, random_base=True)
+        paths = moshi_tiny.build(tmp / "tiny")
+        return {
+            "checkpoint": paths["checkpoint"],
+            "moshi_weight": paths["moshi"],
+            "mimi_weight": paths["mimi"],
+            "mimi_config": paths["mimi_config"],
+        }
+    return {"checkpoint": moshi_sized_checkpoint(tmp / "moshi-ck"), "random_base": True}
+
+
+def build(files: dict, device: str, record: bool) -> MoshiBackend:
+    b = MoshiBackend(**files, device=device, record_losses=record)
     b.load()
     return b
-
-
-def _tiny_paths(root: Path) -> dict:
-    return {
-        "checkpoint": root / "run" / "checkpoints" / "checkpoint_000100" / "consolidated",
-        "moshi": root / "moshi.safetensors",
-        "mimi": root / "mimi.safetensors",
-        "mimi_config": root / "mimi_config.json",
-    }
 
 
 def speech(seconds: float, rate: int) -> np.ndarray:
@@ -122,7 +112,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         t0 = time.perf_counter()
-        models = {"off": build(a.model, a.device, tmp, False), "on": build(a.model, a.device, tmp, True)}
+        files = checkpoint_files(a.model, tmp)
+        models = {"off": build(files, a.device, False), "on": build(files, a.device, True)}
         load_s = time.perf_counter() - t0
         audio = speech(a.seconds, models["on"].sample_rate)
         for b in models.values():  # warm-up (allocator, first-call costs)

@@ -75,17 +75,24 @@ def test_consolidated_loads_the_base_weights_from_the_checkpoint(tmp_path):
     assert torch.equal(got["transformer.layers.0.norm1.alpha"], ref["transformer.layers.0.norm1.alpha"])
 
 
+def stream_and_capture(b, layer_id, seconds=0.8):
+    """Stream noise; returns (the inputs the layer's TTT block saw, per call; its recorded losses; the
+    checkpoint's inner weights in float32)."""
+    b.load()
+    seen = []
+    ttt = b.layers[layer_id].ttt
+    ttt.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    b.process(noise(seconds))
+    got = b.take_losses()[layer_id]
+    w0, b0 = ttt.checkpoint_weights()
+    return seen, got, ([t.detach().float()[None] for t in w0], [t.detach().float()[None] for t in b0])
+
+
 def test_streamed_losses_equal_the_reference(two_layer):
     """The tensors the TTT block saw, through an independent reference: same losses, frame after frame."""
     b = backend(two_layer)
-    b.load()
-    seen = []
+    seen, got, W0 = stream_and_capture(b, 3)
     ttt = b.layers[3].ttt
-    ttt.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-    b.process(noise(0.8))
-    got = b.take_losses()[3]
-    w0, b0 = ttt.checkpoint_weights()
-    W0 = ([t.detach().float()[None] for t in w0], [t.detach().float()[None] for t in b0])
     want = []
     with torch.no_grad():
         for x in seen:  # every call restarts from the checkpoint weights (their 2-layer class)
@@ -96,14 +103,8 @@ def test_streamed_losses_equal_the_reference(two_layer):
 def test_persist_carries_the_weights(tmp_path):
     paths = moshi_tiny.build(tmp_path, mlp_layers=2, base_lr=0.01)
     b = backend(paths, persist=True)
-    b.load()
-    seen = []
+    seen, got, W0 = stream_and_capture(b, 2)
     ttt = b.layers[2].ttt
-    ttt.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-    b.process(noise(0.8))
-    got = b.take_losses()[2]
-    w0, b0 = ttt.checkpoint_weights()
-    W0 = ([t.detach().float()[None] for t in w0], [t.detach().float()[None] for t in b0])
     w, bb = W0
     want = []
     with torch.no_grad():

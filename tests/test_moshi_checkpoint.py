@@ -2,6 +2,7 @@
 
 import json
 
+import moshi_tiny
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -14,28 +15,8 @@ HD = DIM // HEADS
 
 
 def tensors_for_layer(L, mlp_layers=2, expansion=4, hidden=None, dtype=torch.bfloat16):
-    p = f"transformer.layers.{L}.seq_modeling_block."
-    t = p + "ttt_layer.ttt."
-    out = {}
-    for m in ("wq", "wk", "wv", "wo"):
-        out[f"{t}{m}.weight"] = torch.randn(DIM, DIM)
-        out[f"{t}{m}.bias"] = torch.randn(DIM)
-    out[t + "learnable_ttt_lr_weight"] = torch.randn(HEADS, 1, DIM)
-    out[t + "learnable_ttt_lr_bias"] = torch.randn(HEADS, 1)
-    out[t + "ttt_norm_weight"] = torch.ones(HEADS, HD)
-    out[t + "ttt_norm_bias"] = torch.zeros(HEADS, HD)
-    out[t + "post_norm.weight"] = torch.ones(DIM)
-    out[t + "post_norm.bias"] = torch.zeros(DIM)
     dims = [HD, *(hidden or [HD * expansion] * (mlp_layers - 1)), HD]
-    if mlp_layers == 2:
-        out[t + "W1"], out[t + "b1"] = torch.randn(HEADS, HD, dims[1]), torch.zeros(HEADS, 1, dims[1])
-        out[t + "W2"], out[t + "b2"] = torch.randn(HEADS, dims[1], HD), torch.zeros(HEADS, 1, HD)
-    else:
-        for i in range(mlp_layers):
-            out[f"{t}weights.{i}"] = torch.randn(HEADS, dims[i], dims[i + 1])
-            out[f"{t}biases.{i}"] = torch.zeros(HEADS, 1, dims[i + 1])
-    out[p + "forward_ssm_gating.gating_alpha"] = torch.full((DIM,), 0.1)
-    out[p + "backward_ssm_gating.gating_alpha"] = torch.full((DIM,), 0.1)
+    out = moshi_tiny.ttt_tensors(L, DIM, HEADS, dims, torch.Generator().manual_seed(L))
     return {k: v.to(dtype) for k, v in out.items()}
 
 
