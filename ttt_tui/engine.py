@@ -90,7 +90,6 @@ class Engine(EngineControl):
     def __init__(self, source, backend: Backend, store: LossStore | None = None, out_dir=None):
         super().__init__(source, backend, store)
         self.out_dir = out_dir
-        self.outputs: dict = {}
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -146,7 +145,7 @@ class Engine(EngineControl):
                 pass
             if self.out_dir is not None:
                 try:
-                    self.outputs = self.backend.write_outputs(self.out_dir)
+                    self.backend.write_outputs(self.out_dir)
                 except Exception as e:  # the report still gets written
                     st.error = st.error or f"could not write the model's outputs: {type(e).__name__}: {e}"
             self.ended_at = time.time()

@@ -99,13 +99,6 @@ class LossStore:
             }
         return out
 
-    def signal_view(self, layer_id: int) -> np.ndarray:
-        with self._lock:
-            lay = self._layers[layer_id]
-            v = lay.signals[: lay.n_signals]
-            v.flags.writeable = False
-            return v
-
     def view(self, layer_id: int) -> tuple[int, np.ndarray]:
         """(version, read-only rows [n, 3]) of one layer; the rows never change afterwards."""
         with self._lock:
