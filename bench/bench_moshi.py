@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import moshi_tiny  # noqa: E402
 
-from ttt_tui.backends.moshi import MoshiBackend  # noqa: E402
+from ttt_tui.backends.moshi_ttt import MoshiBackend  # noqa: E402
 from ttt_tui.sources import FileSource  # noqa: E402
 
 

@@ -47,8 +47,9 @@ def _save(state: dict, path: Path) -> None:
     save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(path))
 
 
-def ttt_tensors(L, dim, heads, mlp_dims, gen, alpha=0.1):
-    """One TTT layer's tensors, at the scale of their init (std 0.02), with keys as in their checkpoints."""
+def ttt_tensors(L, dim, heads, mlp_dims, gen, alpha=0.1, unused=True):
+    """One TTT layer's tensors, at the scale of their init (std 0.02), with keys as in their checkpoints;
+    ``unused``: with post_norm and wo (their files carry them; their layer never applies them)."""
     p = f"transformer.layers.{L}.seq_modeling_block."
     t = p + "ttt_layer.ttt."
     hd = dim // heads
@@ -57,15 +58,16 @@ def ttt_tensors(L, dim, heads, mlp_dims, gen, alpha=0.1):
         return torch.randn(*shape, generator=gen) * std
 
     out = {}
-    for m in ("wq", "wk", "wv", "wo"):
+    for m in ("wq", "wk", "wv", "wo") if unused else ("wq", "wk", "wv"):
         out[f"{t}{m}.weight"] = n(dim, dim, std=0.1)
         out[f"{t}{m}.bias"] = n(dim, std=0.05)
     out[t + "learnable_ttt_lr_weight"] = n(heads, 1, dim)
     out[t + "learnable_ttt_lr_bias"] = torch.zeros(heads, 1)
     out[t + "ttt_norm_weight"] = 1 + n(heads, hd, std=0.1)
     out[t + "ttt_norm_bias"] = n(heads, hd)
-    out[t + "post_norm.weight"] = torch.ones(dim)
-    out[t + "post_norm.bias"] = torch.zeros(dim)
+    if unused:
+        out[t + "post_norm.weight"] = torch.ones(dim)
+        out[t + "post_norm.bias"] = torch.zeros(dim)
     shapes = list(zip(mlp_dims[:-1], mlp_dims[1:], strict=True))
     if len(shapes) == 2:
         out[t + "W1"], out[t + "b1"] = n(heads, *shapes[0]), torch.zeros(heads, 1, shapes[0][1])
@@ -91,9 +93,15 @@ def build(
     num_heads: int = 4,
     num_layers: int = 4,
     seed: int = 0,
+    ttt_extra: dict | None = None,
+    lm_extra: dict | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+    unused: bool = True,
 ) -> dict:
     """Write base files (``moshi.safetensors``, ``mimi.safetensors``, ``mimi_config.json``) and a checkpoint
-    folder ``run/checkpoints/checkpoint_000100/consolidated/``; returns their paths."""
+    folder ``run/checkpoints/checkpoint_000100/consolidated/``; returns their paths. ``ttt_extra``: more fields
+    of training_config.json's ``ttt``; ``lm_extra``: of config.json; ``dtype``: of the saved tensors (theirs:
+    bfloat16); ``unused``: write post_norm and wo too."""
     from moshi.models import loaders
 
     root = Path(root)
@@ -101,6 +109,7 @@ def build(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     mimi_cfg, lm_kwargs = tiny_configs(dim, num_heads, num_layers)
+    lm_kwargs.update(lm_extra or {})
     mimi = loaders.get_mimi(None, mimi_config=mimi_cfg)
     lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, dtype=torch.float32)
     paths = {"moshi": root / "moshi.safetensors", "mimi": root / "mimi.safetensors"}
@@ -122,6 +131,7 @@ def build(
         "initial_gating_alpha": 0.1,
         "ttt_mlp_layers": mlp_layers,
         "use_rope": use_rope,
+        **(ttt_extra or {}),
     }
     (ck / "training_config.json").write_text(
         json.dumps({"ttt": ttt, "moshi_paths": {"hf_repo_id": "kyutai/moshiko-pytorch-bf16"}})
@@ -131,7 +141,7 @@ def build(
     layer_ids = [int(x) for x in layers.split(",")]
     state = {}
     for L in layer_ids:
-        state.update(ttt_tensors(L, dim, num_heads, dims, gen))
+        state.update(ttt_tensors(L, dim, num_heads, dims, gen, unused=unused))
     if lora:  # the LoRA A/B of every Linear, as saved with the trainable modules
         wrapped = loaders.get_moshi_lm(None, lm_kwargs=config, dtype=torch.float32)
         for k, v in wrapped.state_dict().items():
@@ -143,7 +153,7 @@ def build(
             state[theirs] = v
             if theirs != k:  # their files repeat the base layer under the block
                 state[theirs.replace(".original_layer.", ".seq_modeling_block.original_layer.", 1)] = v
-    _save({k: v.to(torch.bfloat16) for k, v in state.items()}, ck / weights)
+    _save({k: v.to(dtype) for k, v in state.items()}, ck / weights)
     paths["checkpoint"] = ck
     return paths
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from test_moshi_ttt_block import reference_call
 
-from ttt_tui.backends.moshi import MoshiBackend
+from ttt_tui.backends.moshi_ttt import MoshiBackend
 from ttt_tui.cli import main
 from ttt_tui.errors import InputError
 
@@ -96,7 +96,7 @@ def test_streamed_losses_equal_the_reference(two_layer):
     want = []
     with torch.no_grad():
         for x in seen:  # every call restarts from the checkpoint weights (their 2-layer class)
-            want.append(reference_call(ttt, x, *W0, W0)[3][0, :1])
+            want.append(reference_call(ttt, x, *W0, W0)[3])
     torch.testing.assert_close(torch.from_numpy(got), torch.cat(want), rtol=1e-4, atol=1e-6)
 
 
@@ -110,7 +110,7 @@ def test_persist_carries_the_weights(tmp_path):
     with torch.no_grad():
         for x in seen:
             _, w, bb, losses = reference_call(ttt, x, w, bb, W0)
-            want.append(losses[0, :1])
+            want.append(losses)
     torch.testing.assert_close(torch.from_numpy(got), torch.cat(want), rtol=1e-4, atol=1e-6)
     assert not np.array_equal(got[1:, 0], got[1:, 1])  # l0 at the stream start, lprev at the carried weights
     assert "--ttt-persist" in " ".join(b.notes())
@@ -212,7 +212,7 @@ def test_headless_run_writes_output_wav_and_report(two_layer, tmp_path, capsys):
     assert rate == SR and audio.shape[0] == frames * 1920
     doc = json.loads((out / "report.json").read_text())
     assert doc["run"]["checkpoint"] == str(two_layer["checkpoint"])
-    assert any("lprev equals l0 by construction" in n for n in doc["run"]["notes"])
+    assert any("lprev equals l0 by construction" in a["consequence"] for a in doc["run"]["audit"])
     layer = doc["layers"]["2"]
     assert layer["n_positions"] == frames + 1
     assert set(layer["signals"]) == {"grad_norm", "weight_change", "step_size"}

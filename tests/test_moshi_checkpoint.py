@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ttt_tui.backends.moshi_checkpoint import expected_keys, read_checkpoint, resolve_layers
+from ttt_tui.backends.moshi_ttt.checkpoint import expected_keys, read_checkpoint, resolve_layers
 from ttt_tui.errors import InputError
 
 DIM, HEADS, LAYERS = 64, 4, 8
@@ -147,4 +147,34 @@ def test_expected_keys_cover_the_reference_layout():
     keys = expected_keys(ck_spec, 29)
     assert keys["W1"] == "transformer.layers.29.seq_modeling_block.ttt_layer.ttt.W1"
     assert keys["gating_alpha"] == "transformer.layers.29.seq_modeling_block.forward_ssm_gating.gating_alpha"
-    assert keys["post_norm.weight"].endswith("ttt_layer.ttt.post_norm.weight")
+    assert "post_norm.weight" not in keys and "wo.weight" not in keys  # their layer never applies them
+    unused = expected_keys(ck_spec, 29, unused=True)
+    assert unused["post_norm.weight"].endswith("ttt_layer.ttt.post_norm.weight")
+    assert unused["wo.bias"].endswith("ttt_layer.ttt.wo.bias")
+
+
+def test_two_layer_hidden_size_is_four_head_dims_whatever_the_expansion_factor(tmp_path):
+    """Their TTTMLP sizes W1/W2 with 4 * head_dim (moshi_ttt/models/ssm/ttt_layer.py:616-619); only the N-layer
+    class follows ttt_mlp_expansion_factor (ttt_layer.py:514-525)."""
+    ck = read_checkpoint(make_checkpoint(tmp_path / "a", ttt_extra={"ttt_mlp_expansion_factor": 2.0}))
+    assert ck.spec.mlp_dims == [HD, 4 * HD, HD]
+    three = make_checkpoint(
+        tmp_path / "b",
+        mlp_layers=3,
+        ttt_extra={"ttt_mlp_expansion_factor": 2.0},
+        tensors={k: v for L in (5, 6, 7) for k, v in tensors_for_layer(L, 3, expansion=2).items()},
+    )
+    assert read_checkpoint(three).spec.mlp_dims == [HD, 2 * HD, 2 * HD, HD]
+
+
+def test_post_norm_and_wo_are_optional_but_checked(tmp_path):
+    plain = {
+        k: v for L in (5, 6, 7) for k, v in tensors_for_layer(L).items() if ".post_norm." not in k and ".wo." not in k
+    }
+    ck = read_checkpoint(make_checkpoint(tmp_path / "a", tensors=plain))
+    assert ck.unused == {}
+    full = read_checkpoint(make_checkpoint(tmp_path / "b"))
+    assert sorted(full.unused[5]) == ["post_norm.bias", "post_norm.weight", "wo.bias", "wo.weight"]
+    bad = {**plain, "transformer.layers.6.seq_modeling_block.ttt_layer.ttt.post_norm.weight": torch.ones(3)}
+    with pytest.raises(InputError, match=r"post_norm\.weight \[3\] \(expected \[64\]\)"):
+        read_checkpoint(make_checkpoint(tmp_path / "c", tensors=bad))

@@ -1,12 +1,20 @@
-"""Our Moshi-TTT block, frame by frame as Moshi streams it, against the inner-loop references on the same
-tensors: ``inner_loop(causal=False)`` (2 layers) and the autograd-checked N-layer loop (3 layers)."""
+"""Our Moshi-TTT layer, frame by frame as Moshi streams it, against an independent reference of what their
+layer computes (public repo AlufRon/claude-web, ``moshi_ttt_try/moshi-finetune/moshi_ttt/``):
+
+- ``hybrid_layer.py:331-346``: each call right-padded with zero rows to the mini-batch;
+- ``models/ssm/ttt_layer.py:318-375`` (``process_input``, ``get_eta``, ``ln_reconstruction_target``): Q/K
+  L2-normalised, audio RoPE at positions ``arange(L) % C``, target ``LN(XV - XK)`` with the unbiased std and
+  ``/(std + 1e-5)``, step ``base_lr * sigmoid(.) / hd / C``;
+- ``ttt_layer.py:80-117``: the branch is the merged heads of ``XQ + LN(f(XQ; W'))``: no post_norm, no wo;
+- the 2-layer class never hands its update on (``ttt_layer.py:642-694``); the N-layer class writes ``W - dW``
+  back in eval (``:592-594``) and its output sees ``W - 2 dW`` (``ops/ttt_mlp.py:470-494``).
+"""
 
 import pytest
 import torch
+from test_moshi_ttt_math import primal_reference, ref_ln, ref_mlp
 
-from ttt_tui.backends.moshi_ttt_block import MoshiTTT
-from ttt_tui.backends.moshi_ttt_math import inner_loop_nonlinear_noncausal
-from ttt_tui.ttt import inner_loop
+from ttt_tui.backends.moshi_ttt.layer import MoshiTTT
 
 D, H, C = 32, 4, 8
 
@@ -15,7 +23,7 @@ def make_block(mlp_layers=2, persist=None, use_rope=False, seed=0):
     torch.manual_seed(seed)
     hd = D // H
     dims = [hd] + [4 * hd] * (mlp_layers - 1) + [hd]
-    m = MoshiTTT(D, H, dims, base_lr=3.0, mini_batch_size=C, use_rope=use_rope, persist=persist)
+    m = MoshiTTT(D, H, dims, base_lr=3.0, mini_batch_size=C, use_rope=use_rope, write_back=persist)
     inner = {id(p) for p in sum(m.checkpoint_weights(), [])}
     with torch.no_grad():
         for p in m.parameters():  # the inner MLP at their init scale (std 0.02): f's outputs are then small
@@ -25,7 +33,7 @@ def make_block(mlp_layers=2, persist=None, use_rope=False, seed=0):
 
 
 def reference_inputs(m, x):
-    """Written apart from the block: the padded call's XQ, XK, target and eta, per their TTTBase."""
+    """Written apart from the layer: the padded call's XQ, XK, target and step sizes, per their TTTBase."""
     B, T, D = x.shape
     H, C = m.num_heads, m.mini_batch_size
     xp = torch.cat([x, torch.zeros(B, C - T, D)], 1)
@@ -56,70 +64,65 @@ def reference_inputs(m, x):
 
 
 def reference_call(m, x, weights, biases, W0):
-    C = m.mini_batch_size
+    """One call of their layer on the real rows ``x`` [1, T<=C, D] from inner weights (weights, biases):
+    returns (the TTT branch [1, T, D], W - dW, b - db, losses [T, 3] of the real rows)."""
+    T = x.shape[1]
     XQ, XK, tgt, eta = reference_inputs(m, x)
-    lnw, lnb = m.ttt_norm_weight, m.ttt_norm_bias
-    if len(weights) == 2:
-        p = {"W1": weights[0], "b1": biases[0], "W2": weights[1], "b2": biases[1]}
-        p0 = {"W1": W0[0][0], "b1": W0[1][0], "W2": W0[0][1], "b2": W0[1][1]}
-        res = inner_loop("mlp", p, lnw, lnb, XQ, XK, tgt, eta, C, causal=False, W0=p0, ln_eps=1e-8)
-        return res.out, [res.params["W1"], res.params["W2"]], [res.params["b1"], res.params["b2"]], res.losses
-    out, (w, b), losses = inner_loop_nonlinear_noncausal(
-        weights, biases, lnw, lnb, XQ, XK, tgt, eta, C, W0=W0, ln_eps=1e-8
-    )
-    return out, w, b, losses
+    gamma, beta = m.ttt_norm_weight[None, :, None], m.ttt_norm_bias[None, :, None]
+    out, nw, nb, _ = primal_reference(weights, biases, gamma, beta, XQ, XK, tgt, eta, m.multi_layer)
+
+    def mse(w, b):
+        return (ref_ln(ref_mlp(w, b, XK[:, :, :T]), gamma, beta) - tgt[:, :, :T]).pow(2).mean(-1).mean(1)[0]
+
+    losses = torch.stack([mse(*W0), mse(weights, biases), mse(nw, nb)], -1)
+    return out[:, :, :T].transpose(1, 2).reshape(1, T, -1), nw, nb, losses
 
 
 @pytest.mark.parametrize("mlp_layers", [2, 3])
 @pytest.mark.parametrize("persist", [None, True, False])
 def test_streamed_frames_equal_the_reference(mlp_layers, persist):
     m = make_block(mlp_layers, persist, use_rope=(mlp_layers == 3))
-    assert m.persist == (mlp_layers > 2 if persist is None else persist)
+    assert m.write_back == (mlp_layers > 2 if persist is None else persist)
+    assert not hasattr(m, "post_norm") and not hasattr(m, "wo")  # their branch never applies them
     m.reset_stream()
     w0, b0 = m.checkpoint_weights()
     W0 = ([t.detach()[None] for t in w0], [t.detach()[None] for t in b0])
     w, b = W0
     torch.manual_seed(1)
     frames = [torch.randn(1, 1, D) for _ in range(5)]
-    got, want = [], []
+    want = []
     with torch.no_grad():
         for x in frames:
             y = m(x)
             out, nw, nb, losses = reference_call(m, x, w, b, W0)
-            if m.persist:
+            if m.write_back:
                 w, b = nw, nb
-            z = out[:, :, :1].transpose(1, 2).reshape(1, 1, D)
-            torch.testing.assert_close(y, m.wo(m.post_norm(z)), rtol=1e-4, atol=1e-5)
-            want.append(losses[0, :1])  # the real token only
+            torch.testing.assert_close(y, out, rtol=1e-4, atol=1e-5)
+            want.append(losses)
         got, signals = m.take()
-    want = torch.cat(want)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(got, torch.cat(want), rtol=1e-4, atol=1e-7)
     assert signals.shape == (5, 3) and torch.isfinite(signals).all()
-    if not m.persist:  # every call restarts from the checkpoint weights: lprev == l0 exactly
+    if not m.write_back:  # every call restarts from the checkpoint weights: lprev == l0 exactly
         assert torch.equal(got[:, 0], got[:, 1])
     else:  # the weights move: after the first frame l0 differs from lprev
         assert torch.equal(got[0, 0], got[0, 1]) and not torch.allclose(got[1:, 0], got[1:, 1])
         assert (signals[1:, 1] > signals[0, 1]).all()  # ||W_t - W0|| / ||W0|| grows
 
 
-def test_signals_are_the_inner_quantities():
-    m = make_block(2, persist=False)
+def test_a_call_longer_than_the_mini_batch_carries_the_weights_within_it():
+    """Their scan carries the weights from one mini-batch to the next within a call, also in the 2-layer class."""
+    m = make_block(2)
     m.reset_stream()
-    x = torch.randn(1, 1, D)
+    x = torch.randn(1, C + 3, D)
     with torch.no_grad():
-        m(x)
-        _, sig = m.take()
-        XQ, XK, tgt, eta = reference_inputs(m, x)
-    # mean step size of the real token: base_lr * sigmoid(.) / hd / C, averaged over heads
-    torch.testing.assert_close(sig[0, 2], eta[0, :, 0].mean(), rtol=1e-5, atol=0)
-    # gradient norm: autograd of mean_j 1/2 r_j over the padded mini-batch
-    W = [p.detach().clone().requires_grad_(True) for p in (m.W1, m.b1, m.W2, m.b2)]
-    z = torch.nn.functional.gelu(XK @ W[0] + W[1], approximate="tanh") @ W[2] + W[3]
-    mu, var = z.mean(-1, keepdim=True), z.var(-1, keepdim=True, unbiased=False)
-    y = m.ttt_norm_weight[None, :, None] * (z - mu) / torch.sqrt(var + 1e-8) + m.ttt_norm_bias[None, :, None]
-    (0.5 * (y - tgt).pow(2).sum() / C).backward()
-    gn = torch.sqrt(sum(p.grad.pow(2).sum() for p in W))
-    torch.testing.assert_close(sig[0, 0], gn, rtol=1e-4, atol=0)
+        y = m(x)
+        losses, _ = m.take()
+        w0, b0 = m.checkpoint_weights()
+        W0 = ([t.detach()[None] for t in w0], [t.detach()[None] for t in b0])
+        out1, nw, nb, l1 = reference_call(m, x[:, :C], *W0, W0)
+        out2, _, _, l2 = reference_call(m, x[:, C:], nw, nb, W0)
+    torch.testing.assert_close(y, torch.cat([out1, out2], 1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(losses, torch.cat([l1, l2]), rtol=1e-4, atol=1e-7)
 
 
 def test_reset_restores_the_checkpoint_weights():

@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="carry the inner weights across frames (their 2-layer class resets them every step)",
     )
     k.add_argument("--gating-alpha", type=float, default=None, help="replace every gate alpha by X (tanh(clamp(X)))")
+    k.add_argument(
+        "--follow",
+        choices=("inference", "training"),
+        default=None,
+        help="run the model as their inference script sets it up (default), or as training_config.json says "
+        "(TTT RoPE, attention context, max_period); the report's model audit lists where the two differ",
+    )
+    k.add_argument("--greedy", action="store_true", help="decode with argmax (text and audio): deterministic")
+    k.add_argument("--seed", type=int, default=None, help="sampling seed (default 42299: the same audio, the same run)")
     return p
 
 

@@ -49,16 +49,21 @@ MOSHI_FLAGS = (
     "--mimi-config",
     "--ttt-persist",
     "--gating-alpha",
+    "--follow",
+    "--greedy",
+    "--seed",
 )
 
 
 def make_moshi_backend(args, device):
-    from .backends.moshi import MoshiBackend
+    from .backends.moshi_ttt import MoshiBackend
 
     if args.lr_scale != 1.0 or args.mini_batch is not None:
         raise InputError("--lr-scale and --mini-batch are for the embedded model; a checkpoint brings its own")
     if args.gating_alpha is not None and not math.isfinite(args.gating_alpha):
         raise InputError("--gating-alpha must be a finite number")
+    if args.greedy and args.seed is not None:
+        raise InputError("--seed seeds the sampling; --greedy does not sample: give one of them")
     return MoshiBackend(
         args.checkpoint,
         hf_repo=args.hf_repo,
@@ -69,6 +74,9 @@ def make_moshi_backend(args, device):
         device=device,
         persist=args.ttt_persist,
         gating_alpha=args.gating_alpha,
+        follow=args.follow or "inference",
+        greedy=args.greedy,
+        **({} if args.seed is None else {"seed": args.seed}),
     )
 
 
@@ -134,6 +142,7 @@ class Session:
         import torch
 
         st = self.engine.status
+        details = self.backend.describe()
         return {
             "input": "microphone" if self.args.mic else str(self.args.input),
             **{k: v for k, v in self.source.describe().items() if k not in ("input", "duration_s")},
@@ -161,7 +170,9 @@ class Session:
             "error": st.error,
             "dropped_blocks": getattr(self.source, "dropped_blocks", None),
             "notes": self.backend.notes(),
-            "model_details": self.backend.describe(),
+            "audit": self.backend.audit(),
+            "decoding": details.get("decoding"),
+            "model_details": details,
         }
 
     def write_report(self) -> dict:

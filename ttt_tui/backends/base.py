@@ -52,7 +52,12 @@ class Backend(ABC):
         return {}
 
     def notes(self) -> list[str]:
-        """What the model's runtime semantics imply for the numbers (shown on screen and in the report)."""
+        """ttt-tui's own choices for this run that bear on the numbers (shown on screen and in the report)."""
+        return []
+
+    def audit(self) -> list[dict]:
+        """The model audit: each departure between what the checkpoint holds, its training config and what the
+        model's code does at run time, as {"key", "finding", "consequence"} (shown on screen and in the report)."""
         return []
 
     def write_outputs(self, out_dir) -> dict:

@@ -57,6 +57,14 @@ def write_csv(path: Path, store: LossStore, chunk: int = 200_000) -> None:
                 np.savetxt(f, rows, fmt=["%d", "%d", "%.4f", "%.7g", "%.7g", "%.7g"], delimiter=",")
 
 
+def plot_note(run: dict) -> str | None:
+    """The one line a plot's title carries: why lprev hides l0, where the audit says so, else the first note."""
+    for a in run.get("audit") or []:
+        if a["key"] == "no_write_back":
+            return a["consequence"].split(";")[0]
+    return (run.get("notes") or [None])[0]
+
+
 def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True) -> dict[str, Path]:
     """Write every file of the report; returns their paths. ``run`` is the run block of report.json."""
     out_dir = Path(out_dir)
@@ -94,6 +102,6 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             _, data = store.view(layer_id)
             if data.shape[0]:
                 p = out_dir / f"figure5_layer{layer_id}.png"
-                plot_layer(p, layer_id, data, store.frame_rate, note=(run.get("notes") or [None])[0])
+                plot_layer(p, layer_id, data, store.frame_rate, note=plot_note(run))
                 paths[f"png{layer_id}"] = p
     return paths

@@ -102,9 +102,15 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
         "every position kept (no cap).",
         "",
     ]
+    audit = run.get("audit") or []
+    if audit:
+        lines += ["🔎 Model audit (checkpoint vs training config vs what their code runs):"]
+        for a in audit:
+            lines += [f"   ⚠️  {a['finding']}", f"       -> {a['consequence']}"]
+        lines.append("")
     notes = run.get("notes") or []
     if notes:
-        lines += ["What the model's runtime semantics imply:"] + [f"   ℹ️  {n}" for n in notes] + [""]
+        lines += ["This run:"] + [f"   ℹ️  {n}" for n in notes] + [""]
     if run.get("interrupted"):
         lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
     if run.get("error"):

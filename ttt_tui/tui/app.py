@@ -238,6 +238,7 @@ class DashboardApp(App):
         self._round_at = 0.0
         self._round_cost = 0.0
         self.notes = session.backend.notes()
+        self.audit = session.backend.audit()
         self.gates = session.backend.describe().get("effective_gate", {})
 
     # -- layout -------------------------------------------------------------------------------------------
@@ -296,7 +297,11 @@ class DashboardApp(App):
     def refresh_status(self) -> None:
         self.query_one("#header", Static).update(self.header_text())
         lines = Text()
-        for note in self.notes:  # what the model's runtime semantics imply for the numbers
+        for item in self.audit:  # what their code does at run time, and what it implies for the numbers
+            lines.append("audit: ", style="bold magenta")
+            lines.append(f"{item['finding']}: ", style="magenta")
+            lines.append(item["consequence"] + "\n", style="cyan")
+        for note in self.notes:  # ttt-tui's own choices for this run
             lines.append("note: ", style="bold cyan")
             lines.append(note + "\n", style="cyan")
         for panel in self.panels():

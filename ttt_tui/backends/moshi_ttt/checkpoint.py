@@ -1,4 +1,4 @@
-"""Reading our users' Moshi-TTT checkpoint folders (shared/reference/moshi-ttt-checkpoints.md).
+"""Reading our users' Moshi-TTT checkpoint folders.
 
 ``<run>/checkpoints/checkpoint_NNNNNN/consolidated/`` holds ``config.json`` (Moshi LM kwargs),
 ``training_config.json`` (its ``"ttt"`` object) and ``lora.safetensors`` or ``consolidated.safetensors``.
@@ -13,17 +13,18 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
+from ...errors import InputError
 
 WEIGHT_FILES = ("lora.safetensors", "consolidated.safetensors")
 PREFIX = "transformer.layers.{L}.seq_modeling_block."
 
-# training_config.json["ttt"]: defaults where older checkpoints lack a field (the reference's, then ours)
+# training_config.json["ttt"]: where a field is missing, what their training took (TTTArgs in their
+# finetune/args.py). Their inference takes other defaults for some of them: see runtime.py.
 TTT_DEFAULTS = {
     "enable": True,
     "base_lr": 1.0,
     "mini_batch_size": 16,
-    "persistent_states": False,
+    "persistent_states": True,
     "initial_gating_alpha": 0.1,
     "override_gating_alpha_on_resume": False,
     "ttt_layer_context": None,
@@ -46,6 +47,7 @@ class TTTSpec:
     head_dim: int
     mlp_dims: list[int]  # inner MLP widths, input to output: [hd, ..., hd]
     options: dict = field(default_factory=dict)  # the "ttt" fields, defaults filled in
+    raw: dict = field(default_factory=dict)  # the "ttt" object as written (missing and null fields stay so)
 
     @property
     def n_mlp_layers(self) -> int:
@@ -60,17 +62,22 @@ class MoshiTTTCheckpoint:
     spec: TTTSpec
     weights_file: Path
     hf_repo: str | None
+    dtypes: dict = field(default_factory=dict)  # safetensors dtype name of each TTT tensor, by key
+    unused: dict = field(default_factory=dict)  # per layer, the tensors their layer never applies (post_norm, wo)
 
     def ttt_tensors(self, names=None) -> dict[int, dict]:
-        """Per TTT layer, its tensors by short name (``wq.weight``, ``W1``, ``weights.0``, ``gating_alpha``...);
-        ``names``: only these."""
+        """Per TTT layer, its tensors by short name (``wq.weight``, ``W1``, ``weights.0``, ``gating_alpha``, and
+        ``post_norm.weight`` ... where the file has them); ``names``: only these."""
         from safetensors import safe_open
 
         out: dict[int, dict] = {}
         with safe_open(str(self.weights_file), framework="pt") as f:
+            present = set(f.keys())
             for L in self.spec.layers:
-                keys = expected_keys(self.spec, L).items()
-                out[L] = {name: f.get_tensor(key) for name, key in keys if names is None or name in names}
+                keys = {**expected_keys(self.spec, L), **expected_keys(self.spec, L, unused=True)}.items()
+                out[L] = {
+                    name: f.get_tensor(key) for name, key in keys if key in present and (names is None or name in names)
+                }
         return out
 
 
@@ -126,9 +133,14 @@ def resolve_layers(spec, num_layers: int) -> list[int]:
 
 
 def mlp_dims(head_dim: int, options: dict) -> list[int]:
+    """Inner MLP widths. Their 2-layer class (``TTTMLP``, ``ttt_layer.py:616-619``) always has a hidden layer
+    of ``4 * head_dim``, whatever ``ttt_mlp_expansion_factor`` or ``ttt_mlp_hidden_dims`` say; only the N-layer
+    class follows them."""
     n = int(options["ttt_mlp_layers"])
     if n < 2:
         raise InputError(f"training_config.json: ttt.ttt_mlp_layers = {n}; the inner MLP needs at least 2 layers")
+    if n == 2:
+        return [head_dim, 4 * head_dim, head_dim]
     hidden = options.get("ttt_mlp_hidden_dims")
     if hidden:
         if len(hidden) != n - 1:
@@ -140,19 +152,18 @@ def mlp_dims(head_dim: int, options: dict) -> list[int]:
     return [head_dim] + [int(head_dim * float(options["ttt_mlp_expansion_factor"]))] * (n - 1) + [head_dim]
 
 
-def expected_keys(spec: TTTSpec, L: int) -> dict[str, str]:
-    """Short name -> state-dict key, for the TTT tensors of layer ``L``."""
+UNUSED = ("post_norm.weight", "post_norm.bias", "wo.weight", "wo.bias")  # in their files, never applied
+
+
+def expected_keys(spec: TTTSpec, L: int, unused: bool = False) -> dict[str, str]:
+    """Short name -> state-dict key, for the TTT tensors of layer ``L`` that their layer uses; with ``unused``,
+    for those it carries but never applies (``post_norm``, ``wo``: only the unused ``TTTBase.forward`` does)."""
     p = PREFIX.format(L=L)
     t = p + "ttt_layer.ttt."
-    keys = {f"{m}.{w}": f"{t}{m}.{w}" for m in ("wq", "wk", "wv", "wo") for w in ("weight", "bias")}
-    for name in (
-        "learnable_ttt_lr_weight",
-        "learnable_ttt_lr_bias",
-        "ttt_norm_weight",
-        "ttt_norm_bias",
-        "post_norm.weight",
-        "post_norm.bias",
-    ):
+    if unused:
+        return {name: t + name for name in UNUSED}
+    keys = {f"{m}.{w}": f"{t}{m}.{w}" for m in ("wq", "wk", "wv") for w in ("weight", "bias")}
+    for name in ("learnable_ttt_lr_weight", "learnable_ttt_lr_bias", "ttt_norm_weight", "ttt_norm_bias"):
         keys[name] = t + name
     if spec.n_mlp_layers == 2:
         keys.update({n: t + n for n in ("W1", "b1", "W2", "b2")})
@@ -216,7 +227,13 @@ def read_checkpoint(folder: str | Path) -> MoshiTTTCheckpoint:
     if not layers:
         raise InputError(f"{folder / 'training_config.json'}: ttt is disabled or names no layer; nothing to monitor")
     spec = TTTSpec(
-        layers=layers, dim=D, num_heads=H, head_dim=D // H, mlp_dims=mlp_dims(D // H, options), options=options
+        layers=layers,
+        dim=D,
+        num_heads=H,
+        head_dim=D // H,
+        mlp_dims=mlp_dims(D // H, options),
+        options=options,
+        raw=dict(ttt),
     )
     files = [folder / f for f in WEIGHT_FILES if (folder / f).exists()]
     if not files:
@@ -228,22 +245,33 @@ def read_checkpoint(folder: str | Path) -> MoshiTTTCheckpoint:
 
 
 def validate_tensors(ck: MoshiTTTCheckpoint) -> None:
-    """Every TTT tensor present with its expected shape; otherwise one message naming the keys."""
+    """Every TTT tensor their layer uses present with its expected shape, and ``post_norm`` / ``wo`` (unused)
+    mis-shaped nowhere; otherwise one message naming the keys. Records dtypes and which layers carry the unused
+    tensors (the model audit reports both)."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(ck.weights_file), framework="pt") as f:
-            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            have = {}
+            for k in f.keys():
+                sl = f.get_slice(k)
+                have[k] = (tuple(sl.get_shape()), sl.get_dtype())
     except (SafetensorError, OSError) as e:
         raise InputError(f"{ck.weights_file} is not a readable safetensors file ({e})") from None
     shapes = expected_shapes(ck.spec)
     missing, wrong = [], []
     for L in ck.spec.layers:
-        for name, key in expected_keys(ck.spec, L).items():
-            if key not in have:
-                missing.append(key)
-            elif have[key] != shapes[name]:
-                wrong.append(f"{key} {list(have[key])} (expected {list(shapes[name])})")
+        for unused in (False, True):
+            for name, key in expected_keys(ck.spec, L, unused=unused).items():
+                if key not in have:
+                    if not unused:
+                        missing.append(key)
+                    continue
+                if have[key][0] != shapes[name]:
+                    wrong.append(f"{key} {list(have[key][0])} (expected {list(shapes[name])})")
+                ck.dtypes[key] = have[key][1]
+                if unused:
+                    ck.unused.setdefault(L, []).append(name)
     if missing or wrong:
         parts = []
         if missing:

@@ -1,16 +1,25 @@
-"""Our implementation of the TTT block our users insert into Moshi (shared/reference/moshi-ttt-checkpoints.md,
-"The layer they insert"), with the three Figure-5 losses and the inner-loop signals recorded per real token.
+"""The TTT layer our users insert into Moshi, computing what their code computes, recording per real token
+the three Figure-5 losses and the inner-loop signals.
 
 Module and parameter names follow their checkpoints, so that a layer's state dict has their keys:
 ``transformer.layers.L.original_layer.*`` (Moshi's layer) and
 ``transformer.layers.L.seq_modeling_block.{ttt_layer.ttt.*, forward_ssm_gating.gating_alpha, ...}``.
 
-Runtime semantics, as theirs unless told otherwise (``persist``):
-- each call is right-padded with zero rows to a whole mini-batch; the pad rows (whose projections are the
-  Linear biases) take part in the update, non-causal, one update per mini-batch;
-- the 2-layer class never writes its updated weights back (every call restarts from the checkpoint's weights,
-  so lprev equals l0 by construction); the N-layer class writes them back in eval mode.
-Losses and signals are kept on the device and copied in blocks (``take``): no host synchronisation per frame.
+What their inference runs (public repo AlufRon/claude-web, ``moshi_ttt_try/moshi-finetune/``):
+
+- the hybrid layer (``moshi_ttt/hybrid_layer.py``): Moshi's attention block, then on the raw residual stream
+  ``x + tanh(clamp(alpha, -3, 3)) * TTT(x)``, then Moshi's feed-forward block;
+- ``TTT(x)`` is ``TTTWrapper.forward`` (``moshi_ttt/models/ssm/ttt_layer.py:80-117``): the merged heads of
+  ``XQ + LN(f(XQ; W'))``. No ``post_norm``, no ``wo``: only the unused ``TTTBase.forward`` applies them, so this
+  layer has neither (the checkpoint's copies are skipped at load and named in the model audit);
+- each call is right-padded with zero rows to a whole mini-batch (``hybrid_layer.py:331-346``); the pad rows
+  take part in the update; Q/K/V, the target and the step sizes come from their ``process_input`` and
+  ``get_eta``, in the model's dtype; the 2-layer inner loop runs in float32, the N-layer one in the model's
+  dtype (their ops cast only in the former);
+- the 2-layer class never hands its update on to the next call; the N-layer class writes it back (eval) and
+  its output takes a double step (see ``inner_loop``).
+
+Losses and signals stay on the device and are copied in blocks (``take``): no host synchronisation per frame.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from moshi.modules.streaming import StreamingModule
 from moshi.modules.transformer import _LayerState
 from torch import nn
 
-from .moshi_ttt_math import MOSHI_LN_EPS, padded_step, sq_norm
+from .inner_loop import dual_step, sq_norm, step_signals, token_losses
 
 TARGET_EPS = 1e-5  # their ln_reconstruction_target: (x - mean) / (unbiased std + 1e-5)
 GATE_CLAMP = 3.0
@@ -28,21 +37,26 @@ GATE_CLAMP = 3.0
 
 def audio_rope(head_dim: int, n: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [n, head_dim/2] of their 1-D audio RoPE (``audio_scaling=True``): inverse frequencies
-    ``theta^(-2i/d)`` scaled by ``0.5 + 1.5 exp(-2i / 2d)``."""
+    ``1 / theta^(2i/d)`` scaled by ``0.5 + 1.5 exp(-2i / 2d)``, in float32."""
     i2 = torch.arange(0, head_dim, 2, dtype=torch.float32)
-    freqs = theta ** (-i2 / head_dim) * (0.5 + 1.5 * torch.exp(-i2 / (2 * head_dim)))
+    freqs = 1.0 / (theta ** (i2 / head_dim)) * (0.5 + 1.5 * torch.exp(-i2 / (head_dim * 2)))
     angles = torch.arange(n, dtype=torch.float32)[:, None] * freqs[None, :]
     return torch.cos(angles), torch.sin(angles)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent pairs (2i, 2i+1) of the last dim; x [B, H, n, d], cos/sin [n, d/2]."""
-    a, b = x[..., 0::2], x[..., 1::2]
-    return torch.stack([a * cos - b * sin, a * sin + b * cos], -1).flatten(-2)
+    """Rotate adjacent pairs (2i, 2i+1) of the last dim in float32 (theirs goes through complex float32);
+    x [B, H, n, d], cos/sin [n, d/2]; back in x's dtype."""
+    a, b = x.float()[..., 0::2], x.float()[..., 1::2]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], -1).flatten(-2).to(x.dtype)
 
 
 class MoshiTTT(nn.Module):
-    """Their TTT-MLP (video-dit style, non-causal), any inner depth, recording what ttt-tui shows."""
+    """Their TTT-MLP (``TTTMLP`` for 2 inner layers, ``TTTMLPMultiLayer`` for more), non-causal.
+
+    ``write_back``: each call starts from the weights the previous one handed on (theirs: the N-layer class;
+    ``--ttt-persist`` for the 2-layer class); otherwise every call starts from the checkpoint's weights.
+    """
 
     def __init__(
         self,
@@ -53,7 +67,7 @@ class MoshiTTT(nn.Module):
         mini_batch_size: int,
         use_rope: bool = False,
         rope_theta: float = 10000.0,
-        persist: bool | None = None,
+        write_back: bool | None = None,
         device=None,
         dtype=None,
     ):
@@ -64,14 +78,14 @@ class MoshiTTT(nn.Module):
         self.base_lr, self.mini_batch_size = float(base_lr), int(mini_batch_size)
         self.use_rope, self.rope_theta = bool(use_rope), float(rope_theta)
         H = num_heads
-        self.wq, self.wk, self.wv, self.wo = (nn.Linear(dim, dim, bias=True, **fk) for _ in range(4))
+        self.wq, self.wk, self.wv = (nn.Linear(dim, dim, bias=True, **fk) for _ in range(3))
         self.learnable_ttt_lr_weight = nn.Parameter(torch.zeros(H, 1, dim, **fk))
         self.learnable_ttt_lr_bias = nn.Parameter(torch.zeros(H, 1, **fk))
         self.ttt_norm_weight = nn.Parameter(torch.ones(H, self.head_dim, **fk))
         self.ttt_norm_bias = nn.Parameter(torch.zeros(H, self.head_dim, **fk))
-        self.post_norm = nn.LayerNorm(dim, eps=1e-6, **fk)
         shapes = [(H, a, b) for a, b in zip(self.mlp_dims[:-1], self.mlp_dims[1:], strict=True)]
-        if len(shapes) == 2:  # their TTTMLP: W1, b1, W2, b2
+        self.multi_layer = len(shapes) > 2
+        if not self.multi_layer:  # their TTTMLP: W1, b1, W2, b2
             self.W1 = nn.Parameter(torch.zeros(*shapes[0], **fk))
             self.b1 = nn.Parameter(torch.zeros(H, 1, shapes[0][2], **fk))
             self.W2 = nn.Parameter(torch.zeros(*shapes[1], **fk))
@@ -79,34 +93,30 @@ class MoshiTTT(nn.Module):
         else:  # their TTTMLPMultiLayer: weights.i, biases.i
             self.weights = nn.ParameterList([nn.Parameter(torch.zeros(*s, **fk)) for s in shapes])
             self.biases = nn.ParameterList([nn.Parameter(torch.zeros(H, 1, s[2], **fk)) for s in shapes])
-        # their write-back: never in the 2-layer class, in eval mode in the N-layer class
-        self.theirs_persist = len(shapes) > 2
-        self.persist = self.theirs_persist if persist is None else bool(persist)
+        self.double_step = self.multi_layer  # their N-layer output uses W - 2 dW
+        self.write_back = self.multi_layer if write_back is None else bool(write_back)
         self.record = True
         self._W: tuple[list, list] | None = None
-        self._W0: tuple[list, list] | None = None
-        self._at_w0 = True
         self._losses: list[torch.Tensor] = []
         self._signals: list[torch.Tensor] = []
 
     # -- inner weights ----------------------------------------------------------------------------------
     def checkpoint_weights(self) -> tuple[list, list]:
-        if len(self.mlp_dims) == 3:
+        if not self.multi_layer:
             return [self.W1, self.W2], [self.b1, self.b2]
         return list(self.weights), list(self.biases)
 
+    @property
+    def inner_dtype(self) -> torch.dtype:
+        """Their 2-layer ops cast to float32; their N-layer ops run in the model's dtype."""
+        return self.ttt_norm_weight.dtype if self.multi_layer else torch.float32
+
     def reset_stream(self) -> None:
-        """Stream start: the inner weights are the checkpoint's (float32 copies, as their ops compute)."""
+        """Stream start: the inner weights are the checkpoint's."""
         w, b = self.checkpoint_weights()
-        self._W0 = ([t.detach().float()[None] for t in w], [t.detach().float()[None] for t in b])
-        self._W = self._W0
-        self._w0_sq = sq_norm(self._W0[0] + self._W0[1])
-        # the small parameters in float32, once per stream instead of once per frame
-        self._gamma = self.ttt_norm_weight.detach().float()[None, :, None]
-        self._beta = self.ttt_norm_bias.detach().float()[None, :, None]
-        self._lr_w = self.learnable_ttt_lr_weight.detach()[:, 0].float()
-        self._lr_b = self.learnable_ttt_lr_bias.detach().float()[None]
-        self._pad_rows = [m.bias.detach().float() for m in (self.wq, self.wk, self.wv)]  # a zero row's projections
+        self._W = ([t.detach()[None] for t in w], [t.detach()[None] for t in b])  # the model's dtype
+        self._W0_f32 = ([t.float() for t in self._W[0]], [t.float() for t in self._W[1]])
+        self._w0_sq = sq_norm(self._W0_f32[0] + self._W0_f32[1])
         self._at_w0 = True
         self._losses, self._signals = [], []
 
@@ -127,86 +137,78 @@ class MoshiTTT(nn.Module):
             self._rope = table = (cos.to(device), sin.to(device))
         return table
 
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # [B, n, dim] -> [B, H, n, d]
-        B, n, _ = t.shape
-        return t.reshape(B, n, self.num_heads, self.head_dim).transpose(1, 2)
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # [B, L, dim] -> [B, H, L, d]
+        B, L, _ = t.shape
+        return t.reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)
 
     def inputs(self, x: torch.Tensor):
-        """XQ, XK, target, eta [B, H, L, .] (float32) for the real rows ``x`` [B, T, dim] right-padded with
-        zero rows to L, a multiple of the mini-batch (their hybrid layer). A zero row's projections are the
-        biases, so the pad rows cost no matmul. Within a stream (after ``reset_stream``)."""
+        """XQ, XK, XV' (``LN(XV - XK) + XK``, their ``ln_reconstruction_target``) [B, H, L, d] and the step sizes
+        eta [B, H, L] (carrying 1/C), in the layer's dtype, for ``x`` [B, T, dim] right-padded with zero rows
+        to L, a multiple of the mini-batch (their hybrid layer)."""
         B, T, D = x.shape
         C = self.mini_batch_size
         L = -(-T // C) * C
-        proj = [_project(x, m) for m in (self.wq, self.wk, self.wv)]
-        lr_logit = torch.einsum("btc,hc->bht", x.float(), self._lr_w)
+        x = x.to(self.wq.weight.dtype)
         if L > T:
-            proj = [torch.cat([p, b.expand(B, L - T, D)], 1) for p, b in zip(proj, self._pad_rows, strict=True)]
-            lr_logit = torch.cat([lr_logit, lr_logit.new_zeros(B, self.num_heads, L - T)], 2)
-        XQ, XK, XV = (self._heads(p) for p in proj)
-        XQ, XK = nn.functional.normalize(XQ, dim=-1), nn.functional.normalize(XK, dim=-1)
+            x = torch.cat([x, x.new_zeros(B, L - T, D)], 1)
+        XQ, XK, XV = (self._heads(m(x)) for m in (self.wq, self.wk, self.wv))
+        XQ, XK = nn.functional.normalize(XQ, p=2, dim=-1), nn.functional.normalize(XK, p=2, dim=-1)
         if self.use_rope:  # positions arange(L) % C, as theirs: L is a multiple of C, so the table repeats
             cos, sin = (t.repeat(L // C, 1) for t in self._rope_table(x.device))
             XQ, XK = apply_rope(XQ, cos, sin), apply_rope(XK, cos, sin)
-        r = XV - XK  # their target: LN(XV - XK) with the unbiased std and (std + 1e-5)
+        r = XV - XK
         r = (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + TARGET_EPS)
-        target = self._gamma * r + self._beta
-        gate = torch.sigmoid(lr_logit + self._lr_b)  # [B, H, L]
-        eta = self.base_lr * gate / self.head_dim / C  # their eta carries the 1/C (non-causal)
-        return XQ, XK, target, eta
+        XV = self.ttt_norm_weight[None, :, None] * r + self.ttt_norm_bias[None, :, None] + XK
+        logit = torch.einsum("blc,hc->bhl", x, self.learnable_ttt_lr_weight[:, 0]) + self.learnable_ttt_lr_bias[None]
+        eta = (1 / C) * (self.base_lr * torch.sigmoid(logit) / self.head_dim)
+        return XQ, XK, XV, eta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """TTT(x) for the real rows x [B, T, dim], in x's dtype."""
+        """TTT(x) for the real rows x [B, T, dim]: the merged heads, in the layer's dtype."""
         if self._W is None:
             self.reset_stream()
         B, T, D = x.shape
         C = self.mini_batch_size
-        XQ, XK, target, eta = self.inputs(x)
+        cd = self.inner_dtype
+        XQ, XK, XV, eta = (t.to(cd) for t in self.inputs(x))
+        target = XV - XK  # their compute_mini_batch: the target from XV' after the cast
+        gamma = self.ttt_norm_weight.to(cd)[None, :, None]
+        beta = self.ttt_norm_bias.to(cd)[None, :, None]
+        pdt = self.ttt_norm_weight.dtype
+        W, Wb = self._W
+        at_w0 = self._at_w0
         outs = []
         for s in range(0, XQ.shape[2], C):
             n_real = min(C, T - s)
             sl = slice(s, s + C)
-            step = padded_step(
-                *self._W,
-                self._W0,
-                self._at_w0,
-                self._gamma,
-                self._beta,
-                XQ[:, :, sl],
-                XK[:, :, sl],
-                target[:, :, sl],
-                eta[:, :, sl],
-                n_real,
-                record=self.record,
-                eps=MOSHI_LN_EPS,
-                w0_sq=self._w0_sq,
-            )
-            outs.append(step.out)
+            xk, tgt, lr = XK[:, :, sl], target[:, :, sl], eta[:, :, sl]
+            w, b = [t.to(cd) for t in W], [t.to(cd) for t in Wb]
+            step = dual_step(w, b, XQ[:, :, sl], xk, tgt, lr, gamma, beta, self.double_step)
+            outs.append(step.out[:, :, :n_real])
             if self.record:
-                self._losses.append(step.losses.reshape(-1, 3))
-                self._signals.append(step.signals.reshape(-1, 1, 3).expand(-1, n_real, 3).reshape(-1, 3))
-            if self.persist:
-                self._W = (step.weights, step.biases)
-                self._at_w0 = False
-        z = torch.cat(outs, 2).transpose(1, 2).reshape(B, T, D).to(self.post_norm.weight.dtype)
-        return self.wo(self.post_norm(z)).to(x.dtype)
-
-
-def _project(x: torch.Tensor, m: nn.Linear) -> torch.Tensor:
-    """A projection in the layer's dtype, then float32 (their inner loop runs in float32)."""
-    return nn.functional.linear(x.to(m.weight.dtype), m.weight, m.bias).float()
+                losses = token_losses(step, self._W0_f32, xk, tgt, gamma, beta, n_real, at_w0, w, b)
+                self._losses.append(losses.reshape(-1, 3))
+                sig = step_signals(step, self._W0_f32, self._w0_sq, lr, n_real)
+                self._signals.append(sig.reshape(-1, 1, 3).expand(-1, n_real, 3).reshape(-1, 3))
+            # within a call their scan carries the weights on, in the parameters' dtype
+            W, Wb = [t.to(pdt) for t in step.weights], [t.to(pdt) for t in step.biases]
+            at_w0 = False
+        if self.write_back:
+            self._W, self._at_w0 = (W, Wb), at_w0
+        z = torch.cat(outs, 2).to(pdt)  # their output .to(input dtype): the parameters'
+        return z.transpose(1, 2).reshape(B, T, D)
 
 
 def effective_gate(alpha: torch.Tensor, override: float | None = None) -> torch.Tensor:
-    """``tanh(clamp(alpha, -3, 3))`` in float32; ``override`` replaces every alpha."""
-    alpha = alpha.float()
+    """``tanh(clamp(alpha, -3, 3))`` in alpha's dtype; ``override`` replaces every alpha."""
     if override is not None:
         alpha = torch.full_like(alpha, float(override))
-    return torch.tanh(alpha.clamp(-GATE_CLAMP, GATE_CLAMP))
+    return torch.tanh(torch.clamp(alpha, -GATE_CLAMP, GATE_CLAMP))
 
 
 class SSMGating(nn.Module):
-    """``tanh(clamp(alpha, -3, 3)) * x`` per channel; ``override`` replaces alpha (``--gating-alpha``)."""
+    """``tanh(clamp(alpha, -3, 3)) * x`` per channel, in the parameter's dtype as theirs; ``override``
+    replaces alpha (``--gating-alpha``)."""
 
     def __init__(self, dim: int, device=None, dtype=None):
         super().__init__()
@@ -217,7 +219,7 @@ class SSMGating(nn.Module):
         return effective_gate(self.gating_alpha, self.override)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.gate() * x.float()).to(x.dtype)
+        return self.gate() * x
 
 
 class _TTTWrapper(nn.Module):  # their ``ttt_layer`` level, so that keys read ``ttt_layer.ttt.*``
@@ -234,8 +236,8 @@ class HybridSeqModelingBlock(nn.Module):
         self.backward_ssm_gating = SSMGating(ttt.dim, ttt.wq.weight.device, ttt.wq.weight.dtype)  # unused, as theirs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """On the raw residual stream (no pre-norm): x + gate * TTT(x)."""
-        return x + self.forward_ssm_gating(self.ttt_layer.ttt(x))
+        """On the raw residual stream (no pre-norm): x + gate * TTT(x), the sum in x's dtype."""
+        return x + self.forward_ssm_gating(self.ttt_layer.ttt(x)).to(x.dtype)
 
 
 class TTTHybridLayer(StreamingModule[_LayerState]):

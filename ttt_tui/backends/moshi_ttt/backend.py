@@ -1,8 +1,10 @@
-"""The backend of our users' Moshi-TTT checkpoints: Mimi + Moshi ``LMGen``, frame by frame, as their inference.
+"""The backend of our users' Moshi-TTT checkpoints: Mimi + Moshi ``LMGen``, frame by frame, as their inference
+(``inference/run_inference_with_ttt.py``) runs it, with the run-time settings of ``runtime.resolve``.
 
 Building it is cheap and fails fast (the checkpoint is read and validated, the base model's files located in
-the Hugging Face cache or given locally); the model itself is loaded by ``prepare_thread``, in the process and
-thread that runs inference, so the dashboard's own process never holds a second copy of a 7B model.
+the Hugging Face cache or given locally, the model audit made); the model itself is loaded by
+``prepare_thread``, in the process and thread that runs inference, so the dashboard's own process never holds a
+second copy of a 7B model.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .base import Backend
-from .moshi_checkpoint import MoshiTTTCheckpoint, read_checkpoint, read_json_object
-from .moshi_ttt_math import SIGNAL_NAMES
+from ...errors import InputError
+from ..base import Backend
+from .checkpoint import MoshiTTTCheckpoint, read_checkpoint, read_json_object
+from .inner_loop import SIGNAL_NAMES
+from .runtime import resolve
 
 INSTALL_HINT = 'pip install --no-deps "moshi==0.2.13" && pip install -e ".[moshi]"'
 FRAME_SAMPLES = 1920  # 80 ms at 24 kHz: one Mimi frame, one LMGen step
@@ -33,7 +36,8 @@ CONFIG_META = (
     "stt_config",
     "model_id",
 )
-SAMPLING = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25}  # LMGen's defaults, as their inference
+DEFAULT_SEED = 42299
+LM_GEN_KEYS = ("temp", "temp_text", "top_k", "top_k_text", "cfg_coef")  # config.json lm_gen_config -> LMGen
 
 
 def import_moshi() -> None:
@@ -77,10 +81,12 @@ def hf_file(repo: str, name: str) -> Path:
 
 
 class MoshiBackend(Backend):
-    """Options: ``persist`` carries the inner weights across frames for every layer (their 2-layer class resets
-    them every step); ``gating_alpha`` replaces the checkpoint's gate alpha; ``record_losses=False`` is the
-    uninstrumented path and ``random_base=True`` a randomly initialised base Moshi and Mimi (benchmarks of a
-    Moshi-sized model without its 16 GB of weights)."""
+    """Options: ``follow`` runs the model as their inference does (``"inference"``) or as their training config
+    says (``"training"``, see ``runtime``); ``persist`` carries the inner weights across frames for every layer
+    (their 2-layer class resets them every step); ``gating_alpha`` replaces the gate alpha; ``greedy`` decodes
+    with argmax, else sampling seeded by ``seed``; ``record_losses=False`` is the uninstrumented path and
+    ``random_base=True`` a randomly initialised base Moshi and Mimi (benchmarks of a Moshi-sized model without
+    its 16 GB of weights)."""
 
     def __init__(
         self,
@@ -94,8 +100,10 @@ class MoshiBackend(Backend):
         persist: bool = False,
         gating_alpha: float | None = None,
         record_losses: bool = True,
-        seed: int = 42299,
+        seed: int = DEFAULT_SEED,
         random_base: bool = False,
+        follow: str = "inference",
+        greedy: bool = False,
     ):
         import_moshi()
         import torch
@@ -105,11 +113,16 @@ class MoshiBackend(Backend):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.persist_flag, self.gating_alpha = bool(persist), gating_alpha
-        self.record_losses, self.seed = record_losses, int(seed)
+        self.record_losses, self.seed, self.greedy = record_losses, int(seed), bool(greedy)
         lm = dict(_json(config, "--config") if config else self.ck.lm_kwargs)
+        gen = lm.get("lm_gen_config") or {}
+        self.lm_gen_config = {k: gen[k] for k in LM_GEN_KEYS if k in gen}  # their LMGen(model, **lm_gen_config)
         for k in CONFIG_META:
             lm.pop(k, None)
         self.lm_kwargs = lm
+        self.setup, self._audit = resolve(
+            self.ck, lm, follow, self.device.startswith("cuda"), persist=self.persist_flag, gating_alpha=gating_alpha
+        )
         self.mimi_config = _json(mimi_config, "--mimi-config") if mimi_config else loaders._mimi_config
         self.consolidated = self.ck.weights_file.name == "consolidated.safetensors"
         self.hf_repo = hf_repo or self.ck.hf_repo
@@ -132,15 +145,14 @@ class MoshiBackend(Backend):
             self.moshi_file = (
                 _local(moshi_weight, "--moshi-weight") if moshi_weight else hf_file(self.hf_repo, loaders.MOSHI_NAME)
             )
-        spec, opts = self.ck.spec, self.ck.spec.options
-        self.mini_batch_size = int(opts["mini_batch_size"])
+        spec = self.ck.spec
+        self.mini_batch_size = self.setup.mini_batch_size
         kind = f"{spec.n_mlp_layers}-layer inner MLP {spec.mlp_dims}"
         self.name = f"Moshi-TTT ({kind}, TTT layers {','.join(map(str, spec.layers))})"
         self.sample_rate = int(self.mimi_config["sample_rate"])
         self.frame_rate = float(self.mimi_config["frame_rate"])
         self.frame_samples = int(round(self.sample_rate / self.frame_rate))
-        self.theirs_persist = spec.n_mlp_layers > 2
-        self.persist = self.persist_flag or self.theirs_persist
+        self.persist = self.setup.write_back
         self._gates = self._gate_stats()
         self.model = None
         self._out_pcm: list[np.ndarray] = []
@@ -159,40 +171,37 @@ class MoshiBackend(Backend):
 
     def _gate_stats(self) -> dict[int, dict]:
         """Read from the checkpoint, without loading the model (the dashboard's process shows them too)."""
-        from .moshi_ttt_block import effective_gate
+        import torch
+
+        from .layer import effective_gate
 
         out = {}
         for L, t in self.ck.ttt_tensors(names=("gating_alpha",)).items():
-            g = effective_gate(t["gating_alpha"], self.gating_alpha)
+            alpha = t["gating_alpha"].to(getattr(torch, self.setup.dtype))  # as it runs
+            g = effective_gate(alpha, self.setup.gating_alpha).float()
             out[L] = {"mean": float(g.mean()), "min": float(g.min()), "max": float(g.max())}
         return out
 
     def notes(self) -> list[str]:
-        """What the checkpoint's runtime semantics imply for the numbers (shown on screen and in the report)."""
-        C = self.mini_batch_size
-        n = self.ck.spec.n_mlp_layers
-        out = []
-        if not self.persist:
+        """ttt-tui's own choices for this run (the model audit says what their code does)."""
+        out = ["the first frame is stepped twice, as their inference does: N frames give N+1 positions"]
+        if self.persist_flag and self.ck.spec.n_mlp_layers == 2:
             out.append(
-                "inner weights are reset every step (their 2-layer TTT-MLP never writes its update back): "
-                "lprev equals l0 by construction; only lafter shows what one update learns"
+                "--ttt-persist: inner weights carried across frames (their 2-layer class resets them every step)"
             )
-        elif self.persist_flag and not self.theirs_persist:
-            out.append(
-                "--ttt-persist: inner weights carried across frames (emulated; their 2-layer class resets them "
-                "every step)"
-            )
-        else:
-            out.append(f"inner weights persist across frames (their {n}-layer class writes its update back in eval)")
-        if C > 1:
-            out.append(
-                f"each 80 ms frame is one token, padded with {C - 1} zero rows to the mini-batch of {C}: one inner "
-                f"update per frame, to which the pad rows contribute; losses are over the real token only"
-            )
-        out.append("the first frame is stepped twice, as their inference does: N frames give N+1 positions")
         if self.gating_alpha is not None:
-            out.append(f"--gating-alpha {self.gating_alpha:g} replaces the checkpoint's gate")
+            out.append(f"--gating-alpha {self.gating_alpha:g} replaces every gate alpha")
+        if self.setup.follow == "training":
+            out.append("--follow training: RoPE, attention context and max_period as the training config says")
+        out.append(
+            "decoding: greedy (argmax)"
+            if self.greedy
+            else f"decoding: sampling, seed {self.seed} (same audio, same run)"
+        )
         return out
+
+    def audit(self) -> list[dict]:
+        return [a.as_dict() for a in self._audit]
 
     def describe(self) -> dict:
         spec = self.ck.spec
@@ -206,13 +215,15 @@ class MoshiBackend(Backend):
             "ttt_layers": spec.layers,
             "inner_mlp_dims": spec.mlp_dims,
             "mini_batch_size": self.mini_batch_size,
-            "base_lr": spec.options["base_lr"],
-            "use_rope": spec.options["use_rope"],
+            "base_lr": self.setup.base_lr,
+            "use_rope": self.setup.use_rope,
             "persist": self.persist,
             "gating_alpha_override": self.gating_alpha,
             "effective_gate": {str(k): v for k, v in self._gates.items()},
             "dtype": str(self.dtype).removeprefix("torch."),
             "frame_rate": self.frame_rate,
+            "setup": self.setup.as_dict(),
+            "decoding": {"greedy": self.greedy, "seed": None if self.greedy else self.seed, **self.lm_gen_config},
         }
 
     # -- the model ------------------------------------------------------------------------------------------
@@ -224,7 +235,7 @@ class MoshiBackend(Backend):
         from moshi.models import loaders
         from moshi.models.lm import LMGen
 
-        from .moshi_ttt_block import MoshiTTT, TTTHybridLayer
+        from .layer import MoshiTTT, TTTHybridLayer
 
         lm_kwargs = self.lm_kwargs
         n_cb = max(lm_kwargs.get("dep_q", 8), lm_kwargs.get("n_q", 16) - lm_kwargs.get("dep_q", 8))
@@ -235,29 +246,33 @@ class MoshiBackend(Backend):
             raise InputError(
                 f"cannot build the base model from its files and config ({type(e).__name__}: {e})"
             ) from None
-        spec, opts = self.ck.spec, self.ck.spec.options
+        spec, setup = self.ck.spec, self.setup
         for L in spec.layers:
             ttt = MoshiTTT(
                 spec.dim,
                 spec.num_heads,
                 spec.mlp_dims,
-                float(opts["base_lr"]),
-                self.mini_batch_size,
-                use_rope=bool(opts["use_rope"]),
-                rope_theta=float(opts["rope_theta"]),
-                persist=self.persist,
+                setup.base_lr,
+                setup.mini_batch_size,
+                use_rope=setup.use_rope,
+                rope_theta=setup.rope_theta,
+                write_back=setup.write_back,
                 device=self.device,
                 dtype=self.dtype,
             )
             lm.transformer.layers[L] = TTTHybridLayer(lm.transformer.layers[L], ttt, L)
         self._load_checkpoint(lm)
+        apply_run_settings(lm, setup, spec.layers)
         self.layers = {L: lm.transformer.layers[L] for L in spec.layers}
         for layer in self.layers.values():
             layer.ttt.record = self.record_losses
-            layer.gating.override = self.gating_alpha
+            layer.gating.override = setup.gating_alpha
         lm.eval()
         self.model = lm
-        self.lm_gen = LMGen(lm, **SAMPLING)
+        kw = dict(self.lm_gen_config)
+        if self.greedy:
+            kw["use_sampling"] = False
+        self.lm_gen = LMGen(lm, **kw)
         self.mimi.streaming_forever(1)
         self.lm_gen.streaming_forever(1)
         self.reset()
@@ -269,13 +284,16 @@ class MoshiBackend(Backend):
         consolidated file must also cover every tensor of the model."""
         from safetensors.torch import load_file
 
+        from .checkpoint import UNUSED
+
         layers = set(self.ck.spec.layers)
+        unused = tuple(f"seq_modeling_block.ttt_layer.ttt.{n}" for n in UNUSED)  # never applied (runtime audit)
         state = {}
         for key, value in load_file(str(self.ck.weights_file), device=self.device).items():
             m = re.match(r"transformer\.layers\.(\d+)\.(.*)", key)
             if m and int(m[1]) in layers:
                 rest = m[2]
-                if rest.startswith("seq_modeling_block.original_layer."):
+                if rest.startswith("seq_modeling_block.original_layer.") or rest in unused:
                     continue
                 if not rest.startswith(("original_layer.", "seq_modeling_block.")):
                     rest = "original_layer." + rest
@@ -329,21 +347,21 @@ class MoshiBackend(Backend):
         pcm = torch.from_numpy(np.ascontiguousarray(buf[: n * self.frame_samples])).to(self.device)
         steps = 0
         out = []
-        # no CUDA graphs: a graph replay would skip the Python side of the TTT layers (their inference does too)
+        # As their loop: Mimi encodes one frame at a time, LMGen steps it, Mimi decodes each step's tokens.
+        # No CUDA graphs: a graph replay would skip the Python side of the TTT layers (their inference too).
         with torch.no_grad(), no_cuda_graph():
-            codes = self.mimi.encode(pcm.view(1, 1, -1))  # [1, K, n]
-            for t in range(codes.shape[-1]):
-                frame = codes[:, :, t : t + 1]
+            for frame_pcm in pcm.view(1, 1, -1).split(self.frame_samples, dim=2):
+                codes = self.mimi.encode(frame_pcm)  # [1, K, 1]
                 if self._first:  # their inference steps the first frame twice
-                    self.lm_gen.step(frame)
+                    self.lm_gen.step(codes)
                     steps += 1
                     self._first = False
-                tokens = self.lm_gen.step(frame)
+                tokens = self.lm_gen.step(codes)
                 steps += 1
                 if tokens is not None:
-                    out.append(tokens[:, 1:])
+                    out.append(self.mimi.decode(tokens[:, 1:])[0, 0])
             if out:
-                self._out_pcm.append(self.mimi.decode(torch.cat(out, -1))[0, 0].float().cpu().numpy())
+                self._out_pcm.append(torch.cat(out).float().cpu().numpy())
         return steps
 
     def take_losses(self) -> dict[int, np.ndarray]:
@@ -373,3 +391,18 @@ class MoshiBackend(Backend):
         path = Path(out_dir) / "output.wav"
         sf.write(str(path), np.concatenate(self._out_pcm), self.sample_rate, subtype="FLOAT")
         return {"audio": path}
+
+
+def apply_run_settings(lm, setup, ttt_layers) -> None:
+    """What their inference sets on the built model (``runtime``): the main transformer's RoPE max_period and the
+    attention context of the TTT layers and of the others. Before streaming starts: a layer's KV cache is sized
+    by its context when its streaming state is made."""
+    if setup.max_period is not None:
+        lm.transformer.max_period = setup.max_period
+        if lm.transformer.rope is not None:
+            lm.transformer.rope.max_period = setup.max_period
+    for i, layer in enumerate(lm.transformer.layers):
+        ctx = setup.ttt_context if i in ttt_layers else setup.other_context
+        attn = (layer.original_layer if i in ttt_layers else layer).self_attn
+        if ctx is not None:
+            attn.context = ctx
