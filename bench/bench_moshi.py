@@ -8,7 +8,7 @@ Modes, interleaved run by run, medians of --runs: ``off`` (the TTT layers run, n
 Models: ``tiny`` (the random tiny Moshi + Mimi of the tests, files written to a temporary folder) and
 ``moshi`` (Moshi 7B's architecture with random weights, TTT-MLP in layers 29-31, mini-batch 64, bfloat16 on a
 GPU: its 16 GB of weights are never downloaded). The goal: real time (<= 80 ms per frame) with monitoring on,
-and monitoring overhead <= 5 %.
+and monitoring overhead <= 3 %.
 
     python bench/bench_moshi.py [--model tiny|moshi] [--device cpu|cuda] [--seconds 20] [--runs 5]
 """
@@ -142,7 +142,7 @@ def main() -> None:
         "frames_per_s": {k: round(frames / v, 1) for k, v in med.items()},
         "realtime_factor_on": round(a.seconds / med["on"], 2),
         "overhead_on_over_off": round(med["on"] / med["off"], 4),
-        "goal": "<= 80 ms per frame with monitoring on; on/off <= 1.05",
+        "goal": "<= 80 ms per frame with monitoring on; on/off <= 1.03",
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),

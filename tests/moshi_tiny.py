@@ -111,6 +111,13 @@ def build(
     mimi_cfg, lm_kwargs = tiny_configs(dim, num_heads, num_layers)
     lm_kwargs.update(lm_extra or {})
     mimi = loaders.get_mimi(None, mimi_config=mimi_cfg)
+    with torch.no_grad():  # an untrained Mimi's codebooks are all zero (every frame would be code 0):
+        # moshi's own k-means init on noise, one residual level per pass, so that codes follow the audio
+        z = mimi._encode_to_unquantized_latent(0.1 * torch.randn(1, 1, 1920 * 128, generator=gen))
+        mimi.quantizer.train()
+        for _ in range(mimi_cfg["quantizer"]["n_q"] + 1):
+            mimi.quantizer(z, mimi.frame_rate)
+        mimi.quantizer.eval()
     lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, dtype=torch.float32)
     paths = {"moshi": root / "moshi.safetensors", "mimi": root / "mimi.safetensors"}
     _save(lm.state_dict(), paths["moshi"])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import EXIT_INTERNAL, EXIT_USAGE, InputError
@@ -138,5 +139,19 @@ def main(argv=None) -> int:
         return EXIT_INTERNAL
 
 
+def console() -> None:
+    """The ``ttt-tui`` console script: ``main``, then leave without interpreter teardown. Everything of the run
+    is written and closed by then; what is left is the teardown of native thread pools (torch, OpenMP), which
+    aborted the process now and then after the report was written ("terminate called without an active
+    exception", exit 134), the same abort the inference child already avoids this way."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed terminal or pipe: nothing left to say
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

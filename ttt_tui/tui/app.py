@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
@@ -295,7 +296,11 @@ class DashboardApp(App):
         return t
 
     def refresh_status(self) -> None:
-        self.query_one("#header", Static).update(self.header_text())
+        try:
+            header = self.query_one("#header", Static)
+        except NoMatches:  # a timer that fires while the screen is torn down at exit: nothing left to update
+            return
+        header.update(self.header_text())
         lines = Text()
         for item in self.audit:  # what their code does at run time, and what it implies for the numbers
             lines.append("audit: ", style="bold magenta")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...ttt import gelu_tanh, gelu_tanh_grad
+from ...ttt import gelu_tanh
 
 LN_EPS = 1e-8
 SIGNAL_NAMES = ("grad_norm", "weight_change", "step_size")  # the columns of ``step_signals``
@@ -52,6 +52,17 @@ def ln_l2_residual_and_grad(z: torch.Tensor, target, gamma, beta, eps: float = L
     d = z.shape[-1]
     grad = (1.0 / d) * (d * g - g.sum(-1, keepdim=True) - xhat * (g * xhat).sum(-1, keepdim=True)) / std
     return resid, grad
+
+
+_K = 0.79788456  # sqrt(2 / pi), as their ops/utils.py:gelu_bwd rounds it
+_K3 = 0.1070322243  # 3 * 0.044715 * _K
+
+
+def gelu_tanh_grad(x: torch.Tensor) -> torch.Tensor:
+    """d/dx of the tanh-approximated gelu, evaluated in the order of their ``gelu_bwd``: in a stream whose
+    weights are written back every frame, rounding differences compound, so the order matters."""
+    t = torch.tanh(_K * x * (1 + 0.044715 * x * x))
+    return 0.5 * x * ((1 - t * t) * (_K + _K3 * x * x)) + 0.5 * (1 + t)
 
 
 def mlp(weights: list, biases: list, x: torch.Tensor) -> torch.Tensor:

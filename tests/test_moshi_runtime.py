@@ -1,0 +1,149 @@
+"""How a Moshi-TTT checkpoint runs (their inference's run-time settings, or the training config's), the model
+audit, and reproducible decoding, on tiny random models built at test time.
+
+Mirrored: their ``inference/run_inference_with_ttt.py`` (public repo AlufRon/claude-web, under
+``moshi_ttt_try/moshi-finetune/``):
+- lines 111-122: ``TTTArgs`` built without ``use_rope`` / ``rope_theta`` (TTT RoPE off), and with the defaults
+  0.001 / 32 for a missing ``base_lr`` / ``mini_batch_size``;
+- lines 237-266: the model cast to bfloat16 before the TTT weights are loaded;
+- lines 283-297: ``override_gating_alpha_on_resume`` fills every gate alpha with ``initial_gating_alpha``;
+- lines 322-332: the main transformer's RoPE ``max_period`` set to 100000 (the depformer has no ``.transformer``
+  in moshi 0.2.13, so it keeps its own);
+- lines 334-365: attention ``context`` from ``ttt_layer_context`` (TTT layers) and ``non_ttt_layer_context``
+  (the others), 3000 where missing.
+"""
+
+import json
+
+import moshi_tiny
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from test_moshi_backend import backend, noise
+
+from ttt_tui.backends.moshi_ttt.checkpoint import read_checkpoint
+from ttt_tui.backends.moshi_ttt.runtime import resolve
+from ttt_tui.cli import main
+
+
+def built(paths, **kw):
+    b = backend(paths, **kw)
+    b.load()
+    return b
+
+
+def contexts(b):
+    """Per layer of the main transformer, its attention context as built."""
+    out = []
+    for i, layer in enumerate(b.model.transformer.layers):
+        attn = (layer.original_layer if i in b.layers else layer).self_attn
+        out.append(attn.context)
+    return out
+
+
+def test_their_inference_settings_on_the_built_model(tmp_path):
+    paths = moshi_tiny.build(
+        tmp_path, layers="1,2", use_rope=True, ttt_extra={"ttt_layer_context": 5, "non_ttt_layer_context": 7}
+    )
+    b = built(paths)
+    assert contexts(b) == [7, 5, 5, 7]  # config.json says 100 for every layer
+    assert b.model.transformer.max_period == 100_000 and b.model.transformer.rope.max_period == 100_000
+    assert b.model.depformer.max_period == 10_000  # left as it is, as their script (it finds no .transformer)
+    assert all(not layer.ttt.use_rope for layer in b.layers.values())  # TTTArgs without use_rope
+    kv = b.layers[1].original_layer.self_attn._streaming_state.kv_cache
+    assert kv.capacity == 5  # the KV cache is sized by the context set before streaming
+    t = built(paths, follow="training")
+    assert contexts(t) == [7, 5, 5, 7]  # the fields are set: training used them too
+    assert t.model.transformer.max_period == 10_000 and t.model.transformer.rope.max_period == 10_000
+    assert all(layer.ttt.use_rope for layer in t.layers.values())
+    b.process(noise(0.4))
+    t.process(noise(0.4))
+    assert not np.allclose(b.take_losses()[1], t.take_losses()[1])  # RoPE and max_period change the numbers
+
+
+def test_missing_and_null_context_fields(tmp_path):
+    missing = built(moshi_tiny.build(tmp_path / "a", layers="1"))  # no context fields: their default 3000
+    assert contexts(missing) == [3000] * 4
+    assert contexts(built(moshi_tiny.build(tmp_path / "b", layers="1"), follow="training")) == [100] * 4
+    nulls = moshi_tiny.build(tmp_path / "c", layers="1", ttt_extra={"ttt_layer_context": None})
+    b = built(nulls)  # their inference would set None (and moshi could not stream); we keep config.json's
+    assert contexts(b) == [3000, 100, 3000, 3000]
+    assert "context_null" in [a["key"] for a in b.audit()]
+
+
+def test_gate_override_on_resume(tmp_path):
+    paths = moshi_tiny.build(tmp_path, ttt_extra={"override_gating_alpha_on_resume": True, "initial_gating_alpha": 0.5})
+    b = backend(paths)
+    assert b.describe()["effective_gate"]["2"]["mean"] == pytest.approx(np.tanh(0.5), rel=1e-6)
+    assert "gating_override" in [a["key"] for a in b.audit()]
+    t = backend(paths, follow="training")  # training ended with the checkpoint's alpha (0.1)
+    assert t.describe()["effective_gate"]["2"]["mean"] == pytest.approx(np.tanh(0.1), rel=1e-2)
+    assert backend(paths, gating_alpha=0.0).describe()["effective_gate"]["2"]["max"] == 0.0  # the user's wins
+
+
+def test_missing_fields_take_their_inference_defaults(tmp_path):
+    paths = moshi_tiny.build(tmp_path)
+    tc = paths["checkpoint"] / "training_config.json"
+    doc = json.loads(tc.read_text())
+    del doc["ttt"]["base_lr"], doc["ttt"]["mini_batch_size"]
+    tc.write_text(json.dumps(doc))
+    ck = read_checkpoint(paths["checkpoint"])
+    inf, audit = resolve(ck, ck.lm_kwargs, "inference")
+    assert (inf.base_lr, inf.mini_batch_size) == (0.001, 32)
+    tr, _ = resolve(ck, ck.lm_kwargs, "training")
+    assert (tr.base_lr, tr.mini_batch_size) == (1.0, 16)
+    assert "missing_fields" in [a.key for a in audit]
+
+
+def test_audit_lists_the_departures_and_nothing_else(tmp_path):
+    departing = moshi_tiny.build(
+        tmp_path / "a",
+        mlp_layers=2,
+        use_rope=True,
+        ttt_extra={"ttt_mlp_expansion_factor": 2.0, "ttt_layer_context": 5, "non_ttt_layer_context": 7},
+    )
+    b = backend(departing)
+    keys = [a["key"] for a in b.audit()]
+    assert keys == [
+        "post_norm_wo_unused",
+        "expansion_ignored",
+        "rope_dropped",
+        "no_write_back",
+        "pad_rows",
+        "attention_context",
+        "max_period",
+        "bf16",
+    ]
+    assert b.ck.spec.mlp_dims == [16, 64, 16]  # loads with 4 x head_dim, as their 2-layer class
+    text = " ".join(a["consequence"] for a in b.audit())
+    assert "lprev equals l0 by construction" in text
+    three = backend(moshi_tiny.build(tmp_path / "b", mlp_layers=3))
+    assert "double_step" in [a["key"] for a in three.audit()]
+    clean = moshi_tiny.build(
+        tmp_path / "c",
+        mlp_layers=3,
+        mini_batch_size=1,
+        dtype=torch.float32,
+        unused=False,
+        lm_extra={"context": 3000, "max_period": 100_000},
+    )
+    assert [a["key"] for a in backend(clean).audit()] == ["double_step"]  # inherent to their N-layer class
+    assert [a["key"] for a in backend(clean, follow="training").audit()] == ["double_step"]
+
+
+def test_greedy_and_seed_in_the_report(tmp_path, capsys):
+    paths = moshi_tiny.build(tmp_path / "m")
+    wav = tmp_path / "in.wav"
+    sf.write(str(wav), noise(1.2), 24000)
+    runs = {}
+    for name, extra in (("g1", ["--greedy"]), ("g2", ["--greedy"]), ("s1", ["--seed", "7"]), ("s2", ["--seed", "8"])):
+        out = tmp_path / name
+        assert main([str(wav), "--headless", "--out", str(out), *extra, *moshi_tiny.cli_args(paths)]) == 0
+        runs[name] = (json.loads((out / "report.json").read_text()), sf.read(str(out / "output.wav"))[0])
+    assert runs["g1"][0]["run"]["decoding"]["greedy"] is True
+    assert runs["s1"][0]["run"]["decoding"] == {"greedy": False, "seed": 7}
+    assert np.array_equal(runs["g1"][1], runs["g2"][1])  # argmax: the same audio, the same tokens
+    assert not np.array_equal(runs["s1"][1], runs["s2"][1])  # another seed, other samples
+    assert main([str(wav), "--headless", "--greedy", "--seed", "3", *moshi_tiny.cli_args(paths)]) == 2
+    assert "--greedy does not sample" in capsys.readouterr().err
