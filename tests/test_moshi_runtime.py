@@ -116,6 +116,8 @@ def test_audit_lists_the_departures_and_nothing_else(tmp_path):
         "bf16",
     ]
     assert b.ck.spec.mlp_dims == [16, 64, 16]  # loads with 4 x head_dim, as their 2-layer class
+    b.load()
+    assert b.layers[2].ttt.W1.shape == (4, 16, 64) and b.process(noise(0.2)) == 3
     text = " ".join(a["consequence"] for a in b.audit())
     assert "lprev equals l0 by construction" in text
     three = backend(moshi_tiny.build(tmp_path / "b", mlp_layers=3))
