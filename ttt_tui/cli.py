@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_USAGE, InputError
 
 
@@ -24,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(the report is written first).",
     )
     p.add_argument("input", nargs="?", help="audio file: WAV, FLAC, OGG/Vorbis, Opus, MP3; any rate, any channels")
+    p.add_argument("--version", action="version", version=f"ttt-tui {__version__}")
     io = p.add_argument_group("input and output")
+    io.add_argument("--sample", action="store_true", help="the bundled 24.7 s speech sample (shipped with the package)")
     io.add_argument("--mic", action="store_true", help="listen to the microphone instead of a file")
     io.add_argument("--device", default=None, help="microphone: input device NAME or INDEX (see --list-devices)")
     io.add_argument("--list-devices", action="store_true", help="list the audio input devices and exit")
@@ -100,10 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _validate(args) -> None:
     if args.list_devices:
         return
-    if args.mic and args.input:
-        raise InputError("give either an audio file or --mic, not both")
+    if sum(map(bool, (args.mic, args.input, args.sample))) > 1:
+        raise InputError("give one input: an audio file, --sample or --mic")
+    if args.sample:
+        from .backends.default_model import ASSETS
+
+        args.input = str(ASSETS / "sample.wav")
     if not args.mic and not args.input:
-        raise InputError("no input: give an audio file (e.g. assets/sample.wav) or --mic")
+        raise InputError("no input: give an audio file, --sample (the bundled speech) or --mic")
     if args.duration is not None and args.duration <= 0:
         raise InputError("--duration must be a positive number of seconds")
     if not 0.1 <= args.refresh <= 30:

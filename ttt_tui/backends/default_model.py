@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from ..features import LogMel, LogMelStream
 from ..ttt import TTTLayer
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = Path(str(resources.files("ttt_tui") / "assets"))  # shipped in the wheel (package data)
 CONFIG_FILE = "default_model.json"
 WEIGHTS_FILE = "default_model.safetensors"
 
