@@ -4,7 +4,7 @@
 Modes, interleaved run by run, medians of --runs:
 - off:  losses not computed (the uninstrumented model);
 - ours: losses computed in the layer, kept on the device, copied to the host once per audio block;
-- seed: the seed tool's way (shared/seeds/): per mini-batch and per layer, three extra full forwards of the
+- seed: the users' post-hoc tool's way: per mini-batch and per layer, three extra full forwards of the
         inner model (at W0, before and after the update) and a host synchronisation for each.
 
     python bench/bench_inference.py [--seconds 60] [--runs 7] [--device cuda]

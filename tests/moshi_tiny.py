@@ -1,5 +1,5 @@
 """A tiny random Moshi + Mimi and a Moshi-TTT checkpoint folder in the exact layout of the reference
-(shared/reference/moshi-ttt-checkpoints.md), built at test time: no download. Also used by bench/bench_moshi.py.
+(docs/moshi-ttt.md), built at test time: no download. Also used by bench/bench_moshi.py.
 """
 
 from __future__ import annotations

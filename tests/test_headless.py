@@ -97,6 +97,9 @@ def test_report_files_and_consistency(tmp_path):
     r = ttt_tui(SAMPLE, "--headless", "--out", out)
     assert r.returncode == 0, r.stderr
     assert "report written to" in r.stderr
+    assert r.stdout == f"{out}\n"  # for scripts: the report folder, and nothing else, on stdout
+    progress = [x for x in r.stderr.splitlines() if x.startswith("[")]
+    assert len(progress) == len(set(progress))  # an unchanged progress line is not repeated
     names = {p.name for p in out.iterdir()}
     assert {
         "ttt_diagnostic_report.txt",

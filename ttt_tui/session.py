@@ -211,8 +211,12 @@ def run_headless(session: Session, progress_every: float = 2.0) -> int:
     tty = err.isatty()
     session.install_signal_handlers()
     session.engine.start()
+    last = None
     while not session.engine.wait(progress_every):
         line = progress_line(session)
+        if line == last and not tty:  # a log file gets a line when something changed, not every 2 s
+            continue
+        last = line
         err.write(("\r" + line[:200] + "\x1b[K") if tty else line + "\n")
         err.flush()
     if tty:
@@ -224,4 +228,6 @@ def run_headless(session: Session, progress_every: float = 2.0) -> int:
     err.write(progress_line(session) + "\n")
     err.write(f"report written to {session.out_dir}/ ({', '.join(p.name for p in paths.values())})\n")
     err.flush()
+    print(session.out_dir)  # stdout: the report folder, for scripts (RUN=$(ttt-tui in.wav --headless))
+    sys.stdout.flush()
     return session.exit_code()

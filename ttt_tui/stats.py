@@ -1,4 +1,4 @@
-"""Statistics of one layer's losses by the report rules our users know (shared/reference/report-format.md),
+"""Statistics of one layer's losses by the report rules our users know (README, "The report"),
 kept incrementally: each appended block updates running moments, so the live counters and the final report
 are the same numbers.
 

@@ -1,6 +1,6 @@
 """The TTT inner loop and the three Figure-5 losses (l0, lprev, lafter).
 
-Definitions: ``shared/reference/ttt-inner-loop.md``. One implementation serves inference, streaming and
+Definitions: ``docs/losses.md``. One implementation serves inference, streaming and
 training (it is plain differentiable torch code): the dual form of ttt-lm-pytorch, generalised so that the
 causal form (``Wbar_i = W - 1/(i+1) sum_{j<=i} lr_j g_j``) and the non-causal form of ttt-video-dit /
 Moshi-TTT (``Wbar_i = W - sum_{j<b} lr_j g_j``) differ only in the step matrix ``eta[i, j]``.

@@ -1,4 +1,4 @@
-"""``ttt_diagnostic_report.txt``: the layout of the users' current tool (shared/seeds/), correct numbers."""
+"""``ttt_diagnostic_report.txt``: the layout of the users' current tool (their post-hoc Figure-5 script), correct numbers."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The inner loop of our users' Moshi-TTT layers as their code computes it, and the Figure-5 losses.
 
 Non-causal (video-dit), one update per mini-batch of ``C`` rows, every gradient taken at the mini-batch's
-start weights ``W`` (shared/reference/ttt-inner-loop.md, "One head, one mini-batch"):
+start weights ``W`` (docs/losses.md, "One head, one mini-batch"):
 ``dW = sum_j lr_j grad_W (1/2) r_j(W)``, where ``lr_j`` already carries their ``1/C``.
 
 Their two classes differ in what the output sees (their ``moshi_ttt/models/ssm/ops/ttt_mlp.py``):
