@@ -83,7 +83,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--block-seconds", type=float, default=1.0, help="audio per process() call")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quick", action="store_true", help="a few seconds, figures printed, no goal (what .ci/run runs)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.seconds, args.runs = 5.0, 1
 
     backends = {
         "off": EmbeddedBackend(device=args.device, record_losses=False),

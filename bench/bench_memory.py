@@ -50,7 +50,10 @@ def write_speech(path: Path, minutes: float, rate: int = 16000) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
+    ap.add_argument("--quick", action="store_true", help="a few seconds, figures printed, no goal (what .ci/run runs)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.minutes = [0.1]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for m in args.minutes:

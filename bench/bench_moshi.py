@@ -108,7 +108,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--block-seconds", type=float, default=1.0)
+    ap.add_argument("--quick", action="store_true", help="a few seconds, figures printed, no goal (what .ci/run runs)")
     a = ap.parse_args()
+    if a.quick:
+        a.seconds, a.runs = 2.0, 1
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         t0 = time.perf_counter()

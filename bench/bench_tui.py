@@ -31,6 +31,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ttt_tui.backends.base import Backend  # noqa: E402
 from ttt_tui.cli import build_parser  # noqa: E402
 from ttt_tui.engine import Engine  # noqa: E402
 from ttt_tui.session import Session  # noqa: E402
@@ -48,12 +49,16 @@ class _NoAudio:
         return {"input": "bench"}
 
 
-class _IdleBackend:
+class _IdleBackend(Backend):
     name, device, sample_rate, frame_rate = "bench (8 synthetic layers)", "cpu", 16000, 50.0
     layer_ids = list(range(8))
+    min_audio_s = 0.0
 
     def reset(self):
         pass
+
+    def process(self, samples):
+        return 0
 
     def take_losses(self):
         return {}
@@ -180,7 +185,10 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--minutes", type=float, default=5.0, help="audio for the latency/throughput part")
+    ap.add_argument("--quick", action="store_true", help="a few seconds, figures printed, no goal (what .ci/run runs)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.points, args.runs, args.minutes = 20_000, 1, 0.2
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         out = {"redraw": asyncio.run(redraw_bench(args.points, args.runs, tmp))}

@@ -30,7 +30,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20, help="runs per model (default 20)")
     ap.add_argument("--seconds", type=float, default=4.0, help="audio per run (default 4)")
+    ap.add_argument("--quick", action="store_true", help="a few seconds, figures printed, no goal (what .ci/run runs)")
     a = ap.parse_args()
+    if a.quick:
+        a.runs, a.seconds = 1, 1.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wav = tmp / "in.wav"
