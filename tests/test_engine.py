@@ -177,3 +177,24 @@ def test_process_engine_pause_and_stop():
     assert eng.wait(20)
     assert eng.status.state == "stopped" and eng.status.stop_reason == "quit"
     assert 0 < eng.store.n_positions(0) < 1235
+
+
+def test_a_signal_after_the_audio_ended_does_not_make_the_run_interrupted(tmp_path):
+    """The exit code and the report agree: a signal that arrives after the last block (while the report is
+    written, say) changes neither."""
+    import signal as signals
+
+    from ttt_tui.cli import build_parser
+    from ttt_tui.session import Session
+
+    sample = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "sample.wav"
+    session = Session(build_parser().parse_args([str(sample), "--out", str(tmp_path / "r"), "--torch-device", "cpu"]))
+    session.engine.start()
+    assert session.engine.wait(120)
+    session._on_signal(signals.SIGTERM, None)
+    assert session.run_info()["interrupted"] is False and session.exit_code() == 0
+    cut = Session(build_parser().parse_args([str(sample), "--out", str(tmp_path / "c"), "--torch-device", "cpu"]))
+    cut._on_signal(signals.SIGTERM, None)  # before the run: it is cut short
+    cut.engine.start()
+    cut.engine.wait(120)
+    assert cut.run_info()["interrupted"] is True and cut.exit_code() == 143

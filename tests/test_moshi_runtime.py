@@ -149,3 +149,63 @@ def test_greedy_and_seed_in_the_report(tmp_path, capsys):
     assert not np.array_equal(runs["s1"][1], runs["s2"][1])  # another seed, other samples
     assert main([str(wav), "--headless", "--greedy", "--seed", "3", *moshi_tiny.cli_args(paths)]) == 2
     assert "--greedy does not sample" in capsys.readouterr().err
+
+
+def test_absurd_model_size_is_refused_before_anything_is_built(tmp_path, capsys):
+    import time
+
+    paths = moshi_tiny.build(tmp_path)
+    cfg = paths["checkpoint"] / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "num_layers": 1_000_000}))
+    t0 = time.perf_counter()
+    code = main([str(tmp_path / "x.wav"), "--headless", *moshi_tiny.cli_args(paths)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and time.perf_counter() - t0 < 5
+    assert len(err.splitlines()) == 1 and "1000000 layers" in err and "GiB" in err, err
+
+
+def test_parameter_estimate_matches_the_built_model():
+    from moshi.models import loaders
+
+    from ttt_tui.backends.moshi_ttt.backend import lm_parameters
+
+    for kw in (moshi_tiny.tiny_configs()[1], {**moshi_tiny.tiny_configs()[1], "hidden_scale": 4}):
+        lm = loaders.get_moshi_lm(None, lm_kwargs=kw, device="meta", dtype=torch.bfloat16)
+        n = sum(p.numel() for p in lm.parameters())
+        assert abs(lm_parameters(kw) - n) / n < 0.02, (lm_parameters(kw), n)
+
+
+def test_sigterm_while_the_model_loads(tmp_path):
+    """A model still loading cannot be interrupted from another thread: the run stops within a second anyway,
+    with the report of what was seen (nothing) and exit 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    paths = moshi_tiny.build(tmp_path / "m")
+    wav = tmp_path / "in.wav"
+    sf.write(str(wav), noise(2.0), 24000)
+    out = tmp_path / "rep"
+    root = Path(__file__).resolve().parents[1]
+    script = (
+        "import sys, time\n"
+        "from ttt_tui.backends.moshi_ttt import backend\n"
+        "backend.MoshiBackend.load = lambda self: time.sleep(60)  # a 7B model from a slow disk\n"
+        "from ttt_tui.cli import console\n"
+        "sys.argv = ['ttt-tui'] + sys.argv[1:]\n"
+        "console()\n"
+    )
+    args = [str(wav), "--headless", "--out", str(out), *moshi_tiny.cli_args(paths)]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    p = subprocess.Popen([sys.executable, "-c", script, *args], stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(4)  # well into "loading"
+    t0 = time.perf_counter()
+    p.send_signal(signal.SIGTERM)
+    code = p.wait(30)
+    took = time.perf_counter() - t0
+    assert code == 143 and took < 1.5, (code, took, p.stderr.read())
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["run"]["interrupted"] is True and doc["run"]["stop_reason"] == "SIGTERM"

@@ -241,3 +241,65 @@ def test_dashboard_with_the_process_engine(tmp_path):
     assert "FINISHED" in header and all(r >= 1 for r in redraws)
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["run"]["interrupted"] is False and doc["layers"]["2"]["n_positions"] == 1235
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (installed by .ci/run)")
+@pytest.mark.parametrize("sig,code", [("TERM", 143), ("INT", 130)])
+def test_dashboard_killed_by_a_signal_exits_with_its_code(tmp_path, sig, code):
+    """kill -TERM / -INT to the dashboard's process: the report of what was seen, then 143 / 130 (not 1)."""
+    name = f"ttt-sig-{os.getpid()}-{sig}"
+    out = tmp_path / "rep"
+    cmd = (
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} --realtime "
+        f"--torch-device cpu; echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-x", "200", "-y", "60", "-s", name, cmd], check=True)
+    try:
+        screen, t0 = "", time.time()
+        while time.time() - t0 < 60 and "RUNNING" not in screen:
+            time.sleep(0.3)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+        assert "RUNNING" in screen, screen
+        time.sleep(1.0)
+        # the UI process (the inference child is a spawned interpreter with another command line)
+        pids = subprocess.run(["pgrep", "-f", f"ttt_tui.cli {SAMPLE} --out {out}"], capture_output=True, text=True)
+        (pid,) = [
+            int(p)
+            for p in pids.stdout.split()
+            if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0] == sys.executable.encode()
+        ]  # not the shell that runs the command line
+        os.kill(pid, getattr(__import__("signal"), f"SIG{sig}"))
+        t0 = time.time()
+        while time.time() - t0 < 30 and not (tmp_path / "exit").exists():
+            time.sleep(0.2)
+        assert (tmp_path / "exit").read_text().strip() == f"EXIT={code}"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["run"]["interrupted"] is True and doc["run"]["stop_reason"] == f"SIG{sig}"
+
+
+def test_any_keys_at_any_speed(tmp_path):
+    """Keys faster than the screens can follow, '?' among them: the app survives and q still quits cleanly."""
+    import random
+
+    rng = random.Random(0)
+    keys = ["question_mark"] * 6 + ["space", "f", "plus", "minus", "l", "s", "x", "e", "tab", "a", "escape", "enter"]
+
+    async def scenario():
+        app = make_app(tmp_path, "--realtime", "--block-seconds", "0.25")
+        async with app.run_test(size=(200, 60)) as pilot:
+            await wait_for(pilot, lambda: app.store.n_positions(0) > 5)
+            await pilot.press("question_mark", "question_mark", "a", "b", "c")  # the case that crashed
+            for _ in range(5):
+                await pilot.press(*[rng.choice(keys) for _ in range(40)])
+            await pilot.pause(0.5)
+            assert app.is_running and app.return_code is None
+            while len(app.screen_stack) > 1:
+                await pilot.press("escape")
+                await pilot.pause(0.1)
+            await pilot.press("q")
+            await pilot.pause(0.5)
+        return app.return_code
+
+    assert asyncio.run(scenario()) == 0

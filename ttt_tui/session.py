@@ -7,6 +7,7 @@ import math
 import platform
 import signal
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -183,9 +184,11 @@ class Session:
         return self.report_paths
 
     def exit_code(self) -> int:
-        if self.signal_received is not None:
-            return SIGNAL_EXIT[self.signal_received]
+        """The signal's code if a signal cut the run short; a signal after the audio's end changed nothing of
+        the report (``interrupted`` false), so the run's own code stands, as the report says."""
         st = self.engine.status
+        if self.signal_received is not None and st.state != "finished":
+            return SIGNAL_EXIT[self.signal_received]
         if st.state == "error":
             return EXIT_USAGE if st.error_detail is None else EXIT_INTERNAL
         return EXIT_OK
@@ -211,8 +214,16 @@ def run_headless(session: Session, progress_every: float = 2.0) -> int:
     tty = err.isatty()
     session.install_signal_handlers()
     session.engine.start()
-    last = None
-    while not session.engine.wait(progress_every):
+    last, printed_at = None, 0.0
+    while not session.engine.wait(0.2):
+        if session.signal_received is not None:
+            # The engine stops at its next block; a model still loading cannot be stopped: wait under a second,
+            # then report what was seen (the console script exits without waiting for that thread)
+            session.engine.wait(0.7)
+            break
+        if time.monotonic() - printed_at < progress_every:
+            continue
+        printed_at = time.monotonic()
         line = progress_line(session)
         if line == last and not tty:  # a log file gets a line when something changed, not every 2 s
             continue

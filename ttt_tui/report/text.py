@@ -1,4 +1,5 @@
-"""``ttt_diagnostic_report.txt``: the layout of the users' current tool (their post-hoc Figure-5 script), correct numbers."""
+"""``ttt_diagnostic_report.txt``: the layout of the users' current tool (their post-hoc Figure-5 script),
+with correct numbers."""
 
 from __future__ import annotations
 

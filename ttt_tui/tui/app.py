@@ -84,7 +84,9 @@ class HelpScreen(ModalScreen):
 
     def on_key(self, event) -> None:
         event.stop()
-        self.dismiss()
+        if self.is_current and not getattr(self, "_leaving", False):  # keys faster than the pop: dismiss once
+            self._leaving = True
+            self.dismiss()
 
 
 class TimedPlot(PlotextPlot):
@@ -232,6 +234,7 @@ class DashboardApp(App):
         self.selected = 0
         self.expanded = False
         self.finished_handled = False
+        self.finished_code: int | None = None
         self.report_note = ""
         self.chart_render_s = 0.0  # plotext build time since the last round (TimedPlot adds to it)
         self.last_render_at = 0.0  # when the last chart build ended
@@ -431,7 +434,8 @@ class DashboardApp(App):
         self.write_report()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     def action_quit_report(self) -> None:
         if not self.engine.done:
@@ -444,6 +448,8 @@ class DashboardApp(App):
         self.finish(self.session.exit_code())
 
     def finish(self, code: int) -> None:
+        """Leave with the run's exit code (an exit code set anywhere else means the app itself failed)."""
+        self.finished_code = code
         self.exit(result=code, return_code=code)
 
     # -- signals: the report first ------------------------------------------------------------------------

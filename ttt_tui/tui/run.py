@@ -57,10 +57,10 @@ def run_dashboard(session: Session, args) -> int:
     sys.setswitchinterval(0.001)
     try:
         with library_output_to(session.out_dir / "library_output.log"):
-            code = app.run()
+            app.run()
     finally:
         sys.setswitchinterval(interval)
-    if app.return_code:  # the app itself failed: keep what was seen, say so in one line
+    if app.finished_code is None and app.return_code:  # the app itself failed: keep what was seen, say so
         session.engine.stop("dashboard error")
         session.engine.wait(10)
         error = getattr(app, "_exception", None)
@@ -79,4 +79,4 @@ def run_dashboard(session: Session, args) -> int:
         print(f"report written to {session.out_dir}/", file=sys.stderr)
     if session.engine.status.error:
         print(f"ttt-tui: error during the run: {session.engine.status.error}", file=sys.stderr)
-    return code if isinstance(code, int) else session.exit_code()
+    return app.finished_code if app.finished_code is not None else session.exit_code()

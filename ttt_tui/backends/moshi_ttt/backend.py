@@ -80,6 +80,43 @@ def hf_file(repo: str, name: str) -> Path:
         raise InputError(f"--hf-repo {repo}: cannot get {name} ({type(e).__name__}: {e})") from None
 
 
+def lm_parameters(lm: dict) -> int:
+    """About how many parameters moshi's LMModel has for these kwargs (within 1 % for Moshi 7B and the tests'
+    tiny model): attention 4 D^2 and a gated feed-forward per layer, the depformer's per-step weights, the
+    embeddings and output heads. Instant, allocates nothing: absurd configs are refused before building."""
+
+    def ff(d, hidden):  # moshi's ActivationGating: 2/3 of dim_feedforward (21/8 d for 4 d), in 2x, out 1x
+        if lm.get("gating", "none") == "none":
+            return 2 * d * hidden
+        return 3 * d * ((21 * d) // 8 if hidden == 4 * d else (2 * hidden) // 3)
+
+    D, N = int(lm.get("dim", 4096)), int(lm.get("num_layers", 32))
+    main = N * (4 * D * D + ff(D, int(lm.get("hidden_scale", 4.125) * D)))
+    Dd, Nd, dep_q = int(lm.get("depformer_dim", 1024)), int(lm.get("depformer_num_layers", 6)), int(lm.get("dep_q", 8))
+    steps = dep_q if lm.get("depformer_weights_per_step", False) else 1
+    dff = lm.get("depformer_dim_feedforward") or int(lm.get("hidden_scale", 4.125) * Dd)
+    dep = Nd * steps * (4 * Dd * Dd + ff(Dd, int(dff)))
+    card, text_card, n_q = int(lm.get("card", 2048)), int(lm.get("text_card", 32000)), int(lm.get("n_q", 16))
+    emb = (2 * text_card + 1) * D + n_q * (card + 1) * D + dep_q * (D * Dd + (card + 1) * Dd + Dd * card)
+    return main + dep + emb
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes a model may take on ``device``: the GPU's total memory, or the host's available memory."""
+    import torch
+
+    try:
+        if device.startswith("cuda"):
+            return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, RuntimeError, ValueError, AssertionError):
+        return None
+    return None
+
+
 class MoshiBackend(Backend):
     """Options: ``follow`` runs the model as their inference does (``"inference"``) or as their training config
     says (``"training"``, see ``runtime``); ``persist`` carries the inner weights across frames for every layer
@@ -120,6 +157,15 @@ class MoshiBackend(Backend):
         for k in CONFIG_META:
             lm.pop(k, None)
         self.lm_kwargs = lm
+        need = lm_parameters(lm) * (2 if self.dtype == torch.bfloat16 else 4)
+        have = available_memory(self.device)
+        if not random_base and have is not None and need > have:
+            raise InputError(
+                f"the Moshi config ({lm.get('num_layers')} layers of dim {lm.get('dim')}) needs about "
+                f"{need / 2**30:.1f} GiB for its weights in {str(self.dtype).removeprefix('torch.')}, more than the "
+                f"{have / 2**30:.1f} GiB {'of the GPU' if self.device.startswith('cuda') else 'of memory available'}"
+                "; check --config / config.json, or use a machine with more memory"
+            )
         self.setup, self._audit = resolve(
             self.ck, lm, follow, self.device.startswith("cuda"), persist=self.persist_flag, gating_alpha=gating_alpha
         )
