@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -111,11 +112,11 @@ def _validate(args) -> None:
         args.input = str(ASSETS / "sample.wav")
     if not args.mic and not args.input:
         raise InputError("no input: give an audio file, --sample (the bundled speech) or --mic")
-    if args.duration is not None and args.duration <= 0:
+    if args.duration is not None and not 0 < args.duration < math.inf:
         raise InputError("--duration must be a positive number of seconds")
     if not 0.1 <= args.refresh <= 30:
         raise InputError("--refresh must be within 0.1..30 Hz")
-    if args.block_seconds <= 0 or args.block_seconds > 60:
+    if not 0 < args.block_seconds <= 60:  # also refuses nan
         raise InputError("--block-seconds must be within (0, 60]")
 
 

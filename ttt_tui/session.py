@@ -25,21 +25,41 @@ def make_backend(args):
     from .backends import EmbeddedBackend
 
     device = args.torch_device
-    if device and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError(f"--torch-device {device}: no CUDA device here; use --torch-device cpu")
+    if device:
+        check_device(device)
     if getattr(args, "checkpoint", None):
         return make_moshi_backend(args, device)
     moshi_only = [f for f in MOSHI_FLAGS if getattr(args, f.lstrip("-").replace("-", "_"), None) not in (None, False)]
     if moshi_only:
         raise InputError(f"{moshi_only[0]} goes with --checkpoint (a Moshi-TTT checkpoint folder)")
-    if args.mini_batch is not None and args.mini_batch < 1:
-        raise InputError("--mini-batch must be at least 1")
+    if args.mini_batch is not None and not 1 <= args.mini_batch <= MAX_MINI_BATCH:
+        raise InputError(
+            f"--mini-batch must be within 1..{MAX_MINI_BATCH} tokens (the model was trained with 16; "
+            f"{MAX_MINI_BATCH} is {MAX_MINI_BATCH / 50:.0f} s of audio)"
+        )
     if not math.isfinite(args.lr_scale):
         raise InputError("--lr-scale must be a finite number")
     return EmbeddedBackend(lr_scale=args.lr_scale, mini_batch_size=args.mini_batch, device=device)
+
+
+MAX_MINI_BATCH = 4096
+
+
+def check_device(device: str) -> None:
+    """``--torch-device``: cpu, cuda or cuda:N that exists here; one line otherwise."""
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--torch-device {device}: not a device name (cpu, cuda, cuda:1 ...)") from None
+    if d.type not in ("cpu", "cuda"):
+        raise InputError(f"--torch-device {device}: ttt-tui runs on cpu or cuda")
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--torch-device {device}: no CUDA device here; use --torch-device cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise InputError(f"--torch-device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 MOSHI_FLAGS = (

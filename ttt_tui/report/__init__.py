@@ -25,9 +25,11 @@ def default_out_dir(input_name: str, base: Path | None = None) -> Path:
 
 
 def _clean(x):
-    """JSON has no NaN: write null."""
+    """JSON has no NaN: write null. Strings become valid UTF-8 (a file name may hold any bytes)."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
+    if isinstance(x, str):
+        return x.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if isinstance(x, dict):
         return {k: _clean(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
@@ -69,6 +71,7 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
     """Write every file of the report; returns their paths. ``run`` is the run block of report.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run = _clean(run)
     results = layer_results(store)
     paths = {"text": out_dir / REPORT_TXT, "json": out_dir / REPORT_JSON, "csv": out_dir / LOSSES_CSV}
     paths["text"].write_text(render(run, results), encoding="utf-8")

@@ -10,6 +10,11 @@ from ..diagnosis import HEALTHY_TEXT, Finding
 ICON = {"error": "❌", "warning": "⚠️ ", "info": "ℹ️ "}
 
 
+def _one_line(s: str) -> str:
+    """Control characters (a newline in a file name) escaped, so that a field stays on its line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
 def _trend_word(x: float, good: str) -> str:
     return f"({good} ✅)" if x < 0 else "(degrading ❌)"
 
@@ -94,7 +99,7 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
         "",
     ]
     lines += [
-        f"Input: {run.get('input')}",
+        f"Input: {_one_line(str(run.get('input')))}",
         f"Model: {run.get('model')}" + (f"  checkpoint: {run['checkpoint']}" if run.get("checkpoint") else ""),
         f"Device: {run.get('device')}",
         f"Audio: {run.get('duration_s', 0):.2f} s at {run.get('sample_rate')} Hz; "
@@ -112,6 +117,12 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
     notes = run.get("notes") or []
     if notes:
         lines += ["This run:"] + [f"   ℹ️  {n}" for n in notes] + [""]
+    if run.get("nonfinite_samples"):
+        lines += [
+            f"⚠️  INPUT: {run['nonfinite_samples']} non-finite samples (NaN/Inf) in the audio were replaced by 0 "
+            "before the model; the verdicts below are about the model, not the input.",
+            "",
+        ]
     if run.get("interrupted"):
         lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
     if run.get("error"):

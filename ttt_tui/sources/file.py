@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +30,18 @@ class FileSource:
             raise InputError(f"no such file: {self.path} (give the path of an audio file, or --mic)")
         if self.path.is_dir():
             raise InputError(f"{self.path} is a folder, not an audio file")
+        mode = self.path.stat().st_mode
+        if not stat.S_ISREG(mode):  # a FIFO, /dev/zero, /dev/urandom, a socket: no length, no header to trust
+            kind = "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device or special file"
+            raise InputError(f"{self.path} is {kind}, not an audio file; save the audio to a file first")
+        if not os.access(self.path, os.R_OK):
+            raise InputError(f"cannot read {self.path}: permission denied")
         if self.path.stat().st_size == 0:
             raise InputError(f"{self.path} is empty (0 bytes); give a recording")
+        self.nonfinite_samples = 0  # NaN/Inf in the file, replaced by 0 (counted, reported as an input finding)
         try:
-            info = sf.info(str(self.path))
+            with _sf_target(self.path) as target:
+                info = sf.info(target)
         except Exception as e:  # soundfile raises LibsndfileError (a RuntimeError) on non-audio files
             raise InputError(f"cannot read {self.path} as audio ({_short(e)}); use a {SUPPORTED} file") from None
         if info.frames <= 0:
@@ -47,6 +58,7 @@ class FileSource:
             "file_sample_rate": self.file_rate,
             "channels": self.channels,
             "duration_s": self.duration_s,
+            "nonfinite_samples": self.nonfinite_samples,
         }
 
     def blocks(self) -> Iterator[np.ndarray]:
@@ -56,11 +68,15 @@ class FileSource:
             rs = soxr.ResampleStream(self.file_rate, self.target_rate, 1, dtype="float32", quality="HQ")
         t0, sent = time.monotonic(), 0
         try:
-            with sf.SoundFile(str(self.path)) as f:
+            with _sf_target(self.path) as target, sf.SoundFile(target) as f:
                 while True:
                     if self.realtime:
                         time.sleep(max(0.0, t0 + sent / self.file_rate - time.monotonic()))
                     x = f.read(self.block_in, dtype="float32", always_2d=True)
+                    bad = ~np.isfinite(x)
+                    if bad.any():  # one NaN would make every later position NaN and blame the model
+                        self.nonfinite_samples += int(bad.sum())
+                        x[bad] = 0.0
                     sent += x.shape[0]
                     last = x.shape[0] < self.block_in
                     mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
@@ -72,6 +88,20 @@ class FileSource:
                         return
         except sf.LibsndfileError as e:
             raise InputError(f"{self.path} is damaged or truncated ({_short(e)})") from None
+
+
+@contextlib.contextmanager
+def _sf_target(path: Path):
+    """What soundfile opens: the path, or for a name that is not valid UTF-8 (soundfile encodes names as UTF-8;
+    Linux allows any bytes), the open file."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        with open(path, "rb") as f:
+            yield f
+        return
+    yield name
 
 
 def _short(e: Exception) -> str:

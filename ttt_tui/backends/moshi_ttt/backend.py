@@ -80,6 +80,28 @@ def hf_file(repo: str, name: str) -> Path:
         raise InputError(f"--hf-repo {repo}: cannot get {name} ({type(e).__name__}: {e})") from None
 
 
+WEIGHT_MARKERS = {"Moshi": ("text_emb", "transformer", "depformer"), "Mimi": ("encoder", "decoder", "quantizer")}
+
+
+def _check_weights(path: Path | None, flag: str, want: str, other: str) -> None:
+    """The file is a readable safetensors file of the right model; one line naming it otherwise (a corrupt
+    download, Moshi's and Mimi's files swapped)."""
+    if path is None:
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tops = {k.split(".", 1)[0] for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{flag} {path} is not a readable safetensors file ({e}); download it again") from None
+    if not tops & set(WEIGHT_MARKERS[want]):
+        looks = f"it holds {other}'s weights: are --moshi-weight and --mimi-weight swapped?"
+        if not tops & set(WEIGHT_MARKERS[other]):
+            looks = f"none of its {len(tops)} top-level names ({', '.join(sorted(tops)[:4])} ...) is {want}'s"
+        raise InputError(f"{flag} {path} is not {want}'s weights: {looks}")
+
+
 def lm_parameters(lm: dict) -> int:
     """About how many parameters moshi's LMModel has for these kwargs (within 1 % for Moshi 7B and the tests'
     tiny model): attention 4 D^2 and a gated feed-forward per layer, the depformer's per-step weights, the
@@ -191,6 +213,8 @@ class MoshiBackend(Backend):
             self.moshi_file = (
                 _local(moshi_weight, "--moshi-weight") if moshi_weight else hf_file(self.hf_repo, loaders.MOSHI_NAME)
             )
+        _check_weights(self.moshi_file, "--moshi-weight", "Moshi", "Mimi")
+        _check_weights(self.mimi_file, "--mimi-weight", "Mimi", "Moshi")
         spec = self.ck.spec
         self.mini_batch_size = self.setup.mini_batch_size
         kind = f"{spec.n_mlp_layers}-layer inner MLP {spec.mlp_dims}"

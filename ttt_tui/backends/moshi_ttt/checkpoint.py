@@ -102,6 +102,20 @@ def _read_json(path: Path, what: str) -> dict:
     )
 
 
+def _check_numbers(path: Path, options: dict) -> None:
+    """The fields their TTTArgs asserts on (``base_lr > 0``, ``mini_batch_size > 0``), and the inner depth."""
+    import math
+
+    checks = (
+        ("mini_batch_size", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 65536),
+        ("base_lr", lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0),
+        ("ttt_mlp_layers", lambda v: isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 64),
+    )
+    for key, ok in checks:
+        if not ok(options[key]):
+            raise InputError(f"{path}: ttt.{key} = {options[key]!r} is not valid (their training refuses it too)")
+
+
 def resolve_layers(spec, num_layers: int) -> list[int]:
     """``"all"``, ``"middle"`` (range(n/4, 3n/4)), ``"none"``, a comma list ``"29,30,31"`` or a JSON list."""
     if isinstance(spec, list):
@@ -205,6 +219,10 @@ def expected_shapes(spec: TTTSpec) -> dict[str, tuple]:
 def read_checkpoint(folder: str | Path) -> MoshiTTTCheckpoint:
     """Read and validate a checkpoint folder: configs, TTT layers, and every TTT tensor's key and shape."""
     folder = Path(folder)
+    if folder.is_file():
+        raise InputError(
+            f"--checkpoint {folder} is a file; give its folder (<run>/checkpoints/checkpoint_NNNNNN/consolidated/)"
+        )
     if not folder.is_dir():
         raise InputError(
             f"--checkpoint {folder}: no such folder (give <run>/checkpoints/checkpoint_NNNNNN/consolidated/)"
@@ -223,6 +241,7 @@ def read_checkpoint(folder: str | Path) -> MoshiTTTCheckpoint:
     if "layers" not in ttt:
         raise InputError(f"{folder / 'training_config.json'}: ttt.layers is missing (which layers are TTT?)")
     options = {**TTT_DEFAULTS, **{k: v for k, v in ttt.items() if v is not None or k not in TTT_DEFAULTS}}
+    _check_numbers(folder / "training_config.json", options)
     layers = resolve_layers(options["layers"], n_layers) if options["enable"] else []
     if not layers:
         raise InputError(f"{folder / 'training_config.json'}: ttt is disabled or names no layer; nothing to monitor")
