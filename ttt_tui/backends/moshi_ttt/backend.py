@@ -64,20 +64,38 @@ def _local(path: str, flag: str) -> Path:
 
 
 def hf_file(repo: str, name: str) -> Path:
-    """A file of the base model's repository: from the Hugging Face cache (works with HF_HUB_OFFLINE=1), else
-    downloaded. One line when neither works."""
-    from huggingface_hub import hf_hub_download
+    """A file of the base model's repository: from the Hugging Face cache first (no network at all), else one
+    quiet download attempt with a short timeout (a GPU node without network must not wait through the client's
+    retries and warnings). One line when neither works."""
+    import logging
+
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
+    missing = InputError(
+        f"base model {repo}/{name} is not in the Hugging Face cache and cannot be downloaded here (offline?); "
+        f"fetch it once with `huggingface-cli download {repo}`, or give --moshi-weight and --mimi-weight"
+    )
     try:
-        return Path(hf_hub_download(repo, name))
+        return Path(hf_hub_download(repo, name, local_files_only=True))
     except LocalEntryNotFoundError:
-        raise InputError(
-            f"base model {repo}/{name} is not in the Hugging Face cache and cannot be downloaded here (offline?); "
-            f"fetch it once with `huggingface-cli download {repo}`, or give --moshi-weight and --mimi-weight"
-        ) from None
+        if constants.HF_HUB_OFFLINE:
+            raise missing from None
+    except (HFValidationError, OSError) as e:
+        raise InputError(f"--hf-repo {repo}: cannot get {name} ({type(e).__name__}: {e})") from None
+    loggers = [logging.getLogger(n) for n in ("huggingface_hub", "urllib3", "requests")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        return Path(hf_hub_download(repo, name, etag_timeout=5))
+    except LocalEntryNotFoundError:
+        raise missing from None
     except (HfHubHTTPError, HFValidationError, OSError) as e:
         raise InputError(f"--hf-repo {repo}: cannot get {name} ({type(e).__name__}: {e})") from None
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 WEIGHT_MARKERS = {"Moshi": ("text_emb", "transformer", "depformer"), "Mimi": ("encoder", "decoder", "quantizer")}
