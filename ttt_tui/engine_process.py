@@ -84,6 +84,7 @@ def _status(eng, source) -> dict:
     st = asdict(eng.status)
     st["level_db"] = getattr(source, "level_db", None)
     st["dropped_blocks"] = getattr(source, "dropped_blocks", None)
+    st["peak_level_db"] = getattr(source, "peak_level_db", None)
     return st
 
 
@@ -144,6 +145,9 @@ class ProcessEngine(EngineControl):
                     self.store.extend_signals(payload)
                 elif kind == "status":
                     level, dropped = payload.pop("level_db", None), payload.pop("dropped_blocks", None)
+                    peak = payload.pop("peak_level_db", None)
+                    if peak is not None:
+                        self.source.peak_level_db = peak
                     if level is not None:
                         self.source.level_db = level
                     if dropped is not None:

@@ -65,6 +65,7 @@ class MicSource:
         self.block_seconds = block_seconds
         self.dropped_blocks = 0
         self.level_db = -120.0
+        self.peak_level_db = -120.0  # the loudest block: says in the report whether the microphone heard anything
         self._queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self._closed = threading.Event()
         self._factory = stream_factory
@@ -86,7 +87,12 @@ class MicSource:
         self._sd = sd
 
     def describe(self) -> dict:
-        return {"input": "microphone", "mic_device": self.device_name, "mic_sample_rate": self.device_rate}
+        return {
+            "input": "microphone",
+            "mic_device": self.device_name,
+            "mic_sample_rate": self.device_rate,
+            "mic_peak_level_db": round(self.peak_level_db, 1),
+        }
 
     def _callback(self, indata, frames, time_info, status) -> None:
         try:
@@ -130,6 +136,7 @@ class MicSource:
                     x = x[: limit - got]
                 got += len(x)
                 self.level_db = float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-9))
+                self.peak_level_db = max(self.peak_level_db, self.level_db)
                 last = limit is not None and got >= limit
                 y = rs.resample_chunk(x, last=last) if rs is not None else x
                 if y.size:
