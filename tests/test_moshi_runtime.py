@@ -209,3 +209,47 @@ def test_sigterm_while_the_model_loads(tmp_path):
     assert code == 143 and took < 1.5, (code, took, p.stderr.read())
     doc = json.loads((out / "report.json").read_text())
     assert doc["run"]["interrupted"] is True and doc["run"]["stop_reason"] == "SIGTERM"
+
+
+def test_dashboard_quits_within_a_second_while_the_model_loads(tmp_path, monkeypatch):
+    """The dashboard's inference child still loading its model: q (or a signal) does not wait for it."""
+    import asyncio
+    import os
+    import time
+    from pathlib import Path
+
+    from test_tui import wait_for
+
+    from ttt_tui.cli import build_parser
+    from ttt_tui.session import Session
+    from ttt_tui.tui.app import DashboardApp
+
+    paths = moshi_tiny.build(tmp_path / "m")
+    wav = tmp_path / "in.wav"
+    sf.write(str(wav), noise(2.0), 24000)
+    hook = tmp_path / "hook"  # the spawned inference child runs this at startup: a 7B model from a slow disk
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import time\n"
+        "from ttt_tui.backends.moshi_ttt import backend\n"
+        "backend.MoshiBackend.load = lambda self: time.sleep(60)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), str(Path(__file__).resolve().parents[1])]))
+    args = build_parser().parse_args([str(wav), "--out", str(tmp_path / "rep"), *moshi_tiny.cli_args(paths)])
+    session = Session(args)
+    session.use_process_engine()
+
+    async def scenario():
+        app = DashboardApp(session, install_signals=False)
+        async with app.run_test(size=(200, 60)) as pilot:
+            await wait_for(pilot, lambda: session.engine.status.state in ("starting", "running"), timeout=30)
+            await pilot.pause(3.0)  # the child is in its (slow) load
+            t0 = time.perf_counter()
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, timeout=10)
+            return time.perf_counter() - t0
+
+    took = asyncio.run(scenario())
+    assert took < 3.0, took
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert doc["run"]["interrupted"] is True and doc["run"]["error"] is None

@@ -72,6 +72,21 @@ class EngineControl:
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
+    def stop_and_wait(self, reason: str, loading_s: float = 1.0, running_s: float = 10.0) -> bool:
+        """Stop, and wait for the run to end: up to ``running_s`` while blocks are being processed (the current
+        one ends and is kept), only ``loading_s`` while the model is still loading (loading cannot be
+        interrupted; nothing is lost by leaving it: ``abandon``). True if the run ended."""
+        self.stop(reason)
+        if self.wait(loading_s if self.status.audio_s == 0 else running_s):
+            return True
+        if self.status.audio_s == 0:
+            self.abandon()
+        return self.done
+
+    def abandon(self) -> None:
+        """Leave a run that cannot stop (a thread cannot be killed; the process engine kills its child)."""
+        return None
+
     @property
     def done(self) -> bool:
         return self._done.is_set()

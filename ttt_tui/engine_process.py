@@ -120,6 +120,11 @@ class ProcessEngine(EngineControl):
         self._stop.set()
         self._pause.clear()
 
+    def abandon(self) -> None:
+        """The child is still loading its model and cannot stop: end it (nothing of the run is lost)."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+
     def wait(self, timeout: float | None = None) -> bool:
         ok = super().wait(timeout)
         if ok and self._proc is not None:
@@ -134,7 +139,9 @@ class ProcessEngine(EngineControl):
                     kind, payload = self._q.get(timeout=0.2)
                 except queue.Empty:
                     if self._proc is not None and not self._proc.is_alive():
-                        if st.state not in ("finished", "stopped", "error"):
+                        if self._stop.is_set() and st.state not in ("finished", "error"):
+                            st.state = "stopped"  # stopped while loading, and ended by abandon()
+                        elif st.state not in ("finished", "stopped", "error"):
                             st.state, st.error = "error", f"inference process died (exit code {self._proc.exitcode})"
                             st.error_detail = st.error
                         return

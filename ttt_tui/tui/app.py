@@ -366,9 +366,8 @@ class DashboardApp(App):
         self._round_cost = time.perf_counter() - now
 
     def on_unmount(self) -> None:
-        """However the app ends, the inference thread ends with it."""
-        self.engine.stop("quit")
-        self.engine.wait(10)
+        """However the app ends, the inference ends with it."""
+        self.engine.stop_and_wait("quit")
 
     # -- end of the run -----------------------------------------------------------------------------------
     def on_run_end(self) -> None:
@@ -439,8 +438,7 @@ class DashboardApp(App):
 
     def action_quit_report(self) -> None:
         if not self.engine.done:
-            self.engine.stop("quit")
-            self.engine.wait(10)
+            self.engine.stop_and_wait("quit")
         if not self.finished_handled:
             self.finished_handled = True
             self.write_report(final=False)
@@ -455,7 +453,7 @@ class DashboardApp(App):
     # -- signals: the report first ------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
         self.session._on_signal(signum, frame)  # records it and stops the engine
-        self.engine.wait(10)
+        self.engine.stop_and_wait(signal.Signals(signum).name)  # within a second if the model is still loading
         try:
             self.session.write_report()
         finally:
