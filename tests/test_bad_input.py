@@ -111,3 +111,24 @@ def test_corrupt_and_swapped_weights_are_named(tmp_path, capsys, tiny):
     one_line(capsys, main([SAMPLE, "--headless", *args]), f"--moshi-weight {bad} is not a readable safetensors file")
     swapped = moshi_tiny.cli_args({**tiny, "moshi": tiny["mimi"], "mimi": tiny["moshi"]})
     one_line(capsys, main([SAMPLE, "--headless", *swapped]), "are --moshi-weight and --mimi-weight swapped?")
+
+
+def test_decoder_messages_do_not_reach_the_terminal(tmp_path, capfd, monkeypatch):
+    """What the C decoder writes to fd 2 while a file is opened (libmpg123 on some MP3s) stays off the terminal
+    and is kept in the report."""
+    import soundfile
+
+    from ttt_tui.sources import file as file_source
+
+    real_info = soundfile.info
+
+    def chatty_info(target):
+        os.write(2, b"[src/libmpg123/parse.c:1234] warning: Encountered a ghost frame\n")
+        return real_info(target)
+
+    monkeypatch.setattr(file_source.sf, "info", chatty_info)
+    out = tmp_path / "r"
+    assert main([SAMPLE, "--headless", "--no-plots", "--out", str(out)]) == 0
+    assert "libmpg123" not in capfd.readouterr().err
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["run"]["decoder_messages"] == ["[src/libmpg123/parse.c:1234] warning: Encountered a ghost frame"]

@@ -123,6 +123,10 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
             "before the model; the verdicts below are about the model, not the input.",
             "",
         ]
+    for msg in run.get("decoder_messages") or []:
+        lines += [f"ℹ️  the audio decoder said: {_one_line(msg)}"]
+    if run.get("decoder_messages"):
+        lines.append("")
     if run.get("interrupted"):
         lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
     if run.get("error"):

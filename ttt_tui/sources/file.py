@@ -39,8 +39,9 @@ class FileSource:
         if self.path.stat().st_size == 0:
             raise InputError(f"{self.path} is empty (0 bytes); give a recording")
         self.nonfinite_samples = 0  # NaN/Inf in the file, replaced by 0 (counted, reported as an input finding)
+        self.decoder_messages: list[str] = []  # what the C decoder wrote to stderr while opening (libmpg123)
         try:
-            with _sf_target(self.path) as target:
+            with _sf_target(self.path) as target, _stderr_to(self.decoder_messages):
                 info = sf.info(target)
         except Exception as e:  # soundfile raises LibsndfileError (a RuntimeError) on non-audio files
             raise InputError(f"cannot read {self.path} as audio ({_short(e)}); use a {SUPPORTED} file") from None
@@ -59,6 +60,7 @@ class FileSource:
             "channels": self.channels,
             "duration_s": self.duration_s,
             "nonfinite_samples": self.nonfinite_samples,
+            "decoder_messages": self.decoder_messages,
         }
 
     def blocks(self) -> Iterator[np.ndarray]:
@@ -88,6 +90,29 @@ class FileSource:
                         return
         except sf.LibsndfileError as e:
             raise InputError(f"{self.path} is damaged or truncated ({_short(e)})") from None
+
+
+@contextlib.contextmanager
+def _stderr_to(lines: list[str]):
+    """File descriptor 2 into ``lines`` for the duration: libsndfile's MP3 decoder (libmpg123) writes warnings
+    there while it scans a file, which would break the one-line messages and the progress line. Used while
+    opening, in the one thread that runs then; the messages are kept for the report."""
+    import tempfile
+
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines += [x for x in tmp.read().decode("utf-8", "replace").splitlines() if x.strip()][:20]
 
 
 @contextlib.contextmanager
