@@ -253,3 +253,42 @@ def test_dashboard_quits_within_a_second_while_the_model_loads(tmp_path, monkeyp
     assert took < 3.0, took
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["run"]["interrupted"] is True and doc["run"]["error"] is None
+
+
+def test_base_model_neither_cached_nor_reachable_is_one_line_at_once(tmp_path):
+    """No cache, no network (the hub's address is a closed port on this machine: nothing leaves it): one line,
+    exit 2, at once, without the client's retries and warnings."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    paths = moshi_tiny.build(tmp_path / "m")
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"},
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_CACHE": str(tmp_path / "empty-cache"),
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ttt_tui.cli",
+            str(tmp_path / "x.wav"),
+            "--headless",
+            "--checkpoint",
+            str(paths["checkpoint"]),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    took = time.perf_counter() - t0
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "kyutai/moshiko-pytorch-bf16" in lines[0] and took < 15, (took, lines)

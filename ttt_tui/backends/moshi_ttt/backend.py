@@ -83,6 +83,8 @@ def hf_file(repo: str, name: str) -> Path:
             raise missing from None
     except (HFValidationError, OSError) as e:
         raise InputError(f"--hf-repo {repo}: cannot get {name} ({type(e).__name__}: {e})") from None
+    if not _reachable(constants.ENDPOINT):  # decide offline at once: the client would retry for ~25 s
+        raise missing
     loggers = [logging.getLogger(n) for n in ("huggingface_hub", "urllib3", "requests")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -96,6 +98,17 @@ def hf_file(repo: str, name: str) -> Path:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """One request, no retries: can the hub be reached at all?"""
+    import requests
+
+    try:
+        requests.head(url, timeout=timeout, allow_redirects=False)
+    except requests.RequestException:
+        return False
+    return True
 
 
 WEIGHT_MARKERS = {"Moshi": ("text_emb", "transformer", "depformer"), "Mimi": ("encoder", "decoder", "quantizer")}
