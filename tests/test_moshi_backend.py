@@ -252,6 +252,11 @@ def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
     assert "gate 0.100" in counters and "|W-W0|/|W0|" in counters
     assert "lprev equals l0 by construction" in findings
     assert (tmp_path / "rep" / "output.wav").exists()
+    from ttt_tui.runlog import read_run
+
+    logged = read_run(tmp_path / "rep")  # written by the inference process, block by block
+    assert logged.end["state"] == "finished" and logged.store.n_positions(3) == int(1.5 * 12.5) + 1
+    assert logged.header["model_details"]["setup"]["follow"] == "inference"
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["layers"]["3"]["n_positions"] == int(1.5 * 12.5) + 1
     assert doc["layers"]["3"]["signals"]["step_size"]["mean"] > 0

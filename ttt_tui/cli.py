@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_USAGE, InputError
+from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,7 +120,45 @@ def _validate(args) -> None:
         raise InputError("--block-seconds must be within (0, 60]")
 
 
+def report_command(argv) -> int:
+    """``ttt-tui report DIR``: (re)write a run's report from its log, also for a run that was killed."""
+    p = _Parser(
+        prog="ttt-tui report",
+        description="(Re)write the report (txt, json, csv, png) of a run from its log (run.sqlite), also of a run "
+        "that was killed; the report then says it was cut short and where.",
+    )
+    p.add_argument("folder", help="a report folder written by ttt-tui")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    a = p.parse_args(argv)
+    from .report import write_report
+    from .runlog import read_run, run_info
+
+    run = read_run(a.folder)
+    paths = write_report(run.folder, run.store, run_info(run), plots=not a.no_plots)
+    what = "cut short" if run.cut_short else run.end["state"]
+    files = ", ".join(p.name for p in paths.values())
+    how = f"was {what}" if run.cut_short else what
+    print(f"report of a run that {how} written to {run.folder}/ ({files})", file=sys.stderr)
+    for s in run.skipped:
+        print(f"ttt-tui: skipped a {s}", file=sys.stderr)
+    print(run.folder)
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"report": report_command}
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS and not os.path.exists(argv[0]):  # a file named "report" stays an input
+        try:
+            return SUBCOMMANDS[argv[0]](argv[1:])
+        except InputError as e:
+            print(f"ttt-tui: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except Exception as e:  # one line, never a traceback
+            print(f"ttt-tui: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+            return EXIT_INTERNAL
     args = build_parser().parse_args(argv)
     try:
         _validate(args)

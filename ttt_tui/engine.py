@@ -100,11 +100,13 @@ class EngineControl:
 
 class Engine(EngineControl):
     """``out_dir``: where the backend writes what it produced (``Backend.write_outputs``) when the run ends,
-    however it ends."""
+    however it ends. ``log``: the run log (``runlog.RunLogWriter``), appended block by block beside the store,
+    closed with how the run ended."""
 
-    def __init__(self, source, backend: Backend, store: LossStore | None = None, out_dir=None):
+    def __init__(self, source, backend: Backend, store: LossStore | None = None, out_dir=None, log=None):
         super().__init__(source, backend, store)
         self.out_dir = out_dir
+        self.log = log
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -146,6 +148,10 @@ class Engine(EngineControl):
                 self.store.extend(blocks)
                 self.store.extend_signals(signals)
                 st.audio_s += len(samples) / rate
+                if self.log is not None:  # committed block by block: a killed run keeps all but the last
+                    self.log.extend(blocks)
+                    self.log.extend_signals(signals)
+                    self.log.status(st.state, st.audio_s)
             st.state = "stopped" if self._stop.is_set() else "finished"
         except InputError as e:  # the audio went bad mid-stream (damaged file, device lost)
             st.state, st.error = "error", str(e)
@@ -154,8 +160,12 @@ class Engine(EngineControl):
             st.error_detail = traceback.format_exc()
         finally:
             try:  # what the last block left on the device
-                self.store.extend(self.backend.take_losses())
-                self.store.extend_signals(self.backend.take_signals())
+                blocks, signals = self.backend.take_losses(), self.backend.take_signals()
+                self.store.extend(blocks)
+                self.store.extend_signals(signals)
+                if self.log is not None:
+                    self.log.extend(blocks)
+                    self.log.extend_signals(signals)
             except Exception:
                 pass
             if self.out_dir is not None:
@@ -164,4 +174,10 @@ class Engine(EngineControl):
                 except Exception as e:  # the report still gets written
                     st.error = st.error or f"could not write the model's outputs: {type(e).__name__}: {e}"
             self.ended_at = time.time()
+            if self.log is not None:
+                try:
+                    end = {"state": st.state, "stop_reason": st.stop_reason, "error": st.error, "audio_s": st.audio_s}
+                    self.log.close(end)
+                except Exception as e:  # the report is still written from the store
+                    st.error = st.error or f"could not close the run log: {type(e).__name__}: {e}"
             self._done.set()

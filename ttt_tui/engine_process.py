@@ -37,7 +37,7 @@ class _QueueStore:
             self.q.put(("signals", blocks))
 
 
-def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int) -> None:
+def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: dict | None = None) -> None:
     # The parent owns the terminal and the signals (ctrl+c, SIGHUP, SIGTERM reach the whole process group):
     # it stops us through stop_ev, after it has what we sent.
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
@@ -56,7 +56,12 @@ def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int) -> None:
     except InputError as e:
         q.put(("status", {"state": "error", "error": str(e)}))
         _leave(q)
-    eng = Engine(source, backend, _QueueStore(q), out_dir=ns.out)
+    log = None
+    if log_header is not None:
+        from .runlog import RunLogWriter
+
+        log = RunLogWriter(ns.out, log_header)  # the inference process writes the run log
+    eng = Engine(source, backend, _QueueStore(q), out_dir=ns.out, log=log)
     eng.start()
     paused = False
     while not eng.wait(STATUS_EVERY_S):
@@ -91,10 +96,11 @@ def _status(eng, source) -> dict:
 class ProcessEngine(EngineControl):
     """``Engine``'s interface, with inference in a spawned child process."""
 
-    def __init__(self, args, source, backend, store: LossStore | None = None):
+    def __init__(self, args, source, backend, store: LossStore | None = None, log_header: dict | None = None):
         # ``source`` is the parent's copy: duration and description; the mic level comes from the child
         super().__init__(source, backend, store)
         self.args = args
+        self.log_header = log_header
         self._ctx = mp.get_context("spawn")  # no fork of a process that holds OpenMP and Textual threads
         self._q = self._ctx.Queue()
         self._pause = self._ctx.Event()
@@ -106,7 +112,7 @@ class ProcessEngine(EngineControl):
         self.status.state = "starting"
         self._proc = self._ctx.Process(
             target=_child_main,
-            args=(vars(self.args), self._q, self._pause, self._stop, os.getpid()),
+            args=(vars(self.args), self._q, self._pause, self._stop, os.getpid(), self.log_header),
             name="ttt-tui-inference",
             daemon=True,
         )

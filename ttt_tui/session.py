@@ -143,10 +143,25 @@ class Session:
         self.report_paths: dict | None = None
 
     def use_process_engine(self) -> None:
-        """Run inference in a child process (the dashboard: no GIL shared with the UI)."""
+        """Run inference in a child process (the dashboard: no GIL shared with the UI); it writes the run log."""
         from .engine_process import ProcessEngine
 
-        self.engine = ProcessEngine(self.args, self.source, self.backend, self.store)
+        self.engine = ProcessEngine(self.args, self.source, self.backend, self.store, log_header=self.log_header())
+
+    def log_header(self) -> dict:
+        """What the run log says of the run before its first block (``runlog``): the report's run section as it
+        stands, and what a reader needs to rebuild the store."""
+        return {
+            **self.run_info(),
+            "layer_ids": self.store.layer_ids,
+            "signal_names": list(self.store.signal_names),
+        }
+
+    def open_log(self) -> None:
+        """The run log, written by this process's engine (headless)."""
+        from .runlog import RunLogWriter
+
+        self.engine.log = RunLogWriter(self.out_dir, self.log_header())
 
     # -- signals: the report is written first, then the documented exit code ------------------------------
     def install_signal_handlers(self) -> None:
@@ -233,6 +248,7 @@ def run_headless(session: Session, progress_every: float = 2.0) -> int:
     err = sys.stderr
     tty = err.isatty()
     session.install_signal_handlers()
+    session.open_log()
     session.engine.start()
     last, printed_at = None, 0.0
     while not session.engine.wait(0.2):

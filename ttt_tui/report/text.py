@@ -127,7 +127,15 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
         lines += [f"ℹ️  the audio decoder said: {_one_line(msg)}"]
     if run.get("decoder_messages"):
         lines.append("")
-    if run.get("interrupted"):
+    cut = run.get("cut_short")
+    if cut and not cut.get("writer_alive"):
+        lines += [
+            f"⚠️  RUN CUT SHORT: its process ended without closing the run log (SIGKILL, the OOM killer, a lost "
+            f"node?); this report, rebuilt from the log, covers {cut['audio_s']:.1f} s of audio "
+            f"({cut['positions']} positions), every block up to the last one written.",
+            "",
+        ]
+    if run.get("interrupted") and not cut:
         lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
     if run.get("error"):
         lines += [f"❌ MODEL ERROR: {run['error']}", ""]

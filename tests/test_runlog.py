@@ -1,0 +1,110 @@
+"""The run log: a killed run keeps every block but the last, `ttt-tui report DIR` rebuilds its report, and a
+log read back gives the same numbers as the run that wrote it."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ttt_tui.cli import main
+from ttt_tui.runlog import FORMAT, LOG_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "assets" / "sample.wav"
+
+
+def cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "ttt_tui.cli", *map(str, args)], env=env, text=True, **kw)
+
+
+def test_sigkill_then_report(tmp_path):
+    out = tmp_path / "run"
+    p = cli(SAMPLE, "--headless", "--realtime", "--out", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(8)
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    assert not (out / "report.json").exists()  # nothing but the log was written
+    r = cli("report", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = r.communicate(timeout=120)
+    assert r.returncode == 0, stderr
+    assert "cut short" in stderr and stdout.strip() == str(out)
+    doc = json.loads((out / "report.json").read_text())
+    run = doc["run"]
+    assert run["state"] == "killed" and run["interrupted"] is True and run["cut_short"]["writer_alive"] is False
+    # --realtime: about 1 s of audio per second after start-up; every block up to the last one is there
+    assert 5.0 <= run["duration_s"] <= 8.0
+    for layer in doc["layers"].values():
+        assert layer["n_positions"] == run["cut_short"]["positions"] == int(round(run["duration_s"] * 50)) - 1
+    text = (out / "ttt_diagnostic_report.txt").read_text()
+    assert "RUN CUT SHORT" in text and f"{run['duration_s']:.1f} s of audio" in text
+
+
+def test_the_log_gives_the_numbers_of_the_run(tmp_path):
+    out = tmp_path / "run"
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--out", str(out)]) == 0
+    live = (out / "losses.csv").read_text()
+    live_doc = json.loads((out / "report.json").read_text())
+    (out / "losses.csv").unlink()
+    assert main(["report", str(out), "--no-plots"]) == 0
+    assert (out / "losses.csv").read_text() == live
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["run"]["state"] == "finished" and doc["run"]["interrupted"] is False
+    assert doc["layers"] == live_doc["layers"]
+    size = (out / LOG_NAME).stat().st_size
+    positions = sum(layer["n_positions"] for layer in doc["layers"].values())
+    assert size < 16 * positions + 64 * 1024  # 12 bytes per token per layer, plus a bounded overhead
+
+
+def test_torn_log_and_bad_folders(tmp_path, capsys):
+    out = tmp_path / "run"
+    p = cli(SAMPLE, "--headless", "--realtime", "--out", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(6)
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    wal = out / (LOG_NAME + "-wal")
+    assert wal.exists()
+    with open(wal, "r+b") as f:  # the last write cut in the middle
+        f.truncate(wal.stat().st_size - 3000)
+    assert main(["report", str(out), "--no-plots"]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["layers"]["0"]["n_positions"] > 100  # what is readable is used
+    for folder, want in (
+        (tmp_path / "nope", "no such folder"),
+        (tmp_path, f"is not a ttt-tui run: it has no {LOG_NAME}"),
+    ):
+        assert main(["report", str(folder)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and want in err, err
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    db = sqlite3.connect(newer / LOG_NAME)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT + 1),))
+    db.commit()
+    db.close()
+    assert main(["report", str(newer)]) == 2
+    assert "written by a newer ttt-tui" in capsys.readouterr().err
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / LOG_NAME).write_bytes(np.random.default_rng(0).bytes(8192))
+    assert main(["report", str(garbage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a readable run log" in err
+
+
+@pytest.mark.parametrize("name", ["report"])
+def test_a_file_named_like_a_subcommand_is_still_an_input(tmp_path, monkeypatch, name):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / name)
+    assert main([name, "--headless", "--no-plots", "--out", str(tmp_path / "r")]) == 0

@@ -1,0 +1,218 @@
+"""The run log: every block of losses and signals, appended to ``run.sqlite`` in the report folder as the run
+goes, so that a killed run (SIGKILL, the OOM killer, a lost node) keeps everything up to its last block and
+another process can read it while it is written.
+
+Why SQLite (the standard library's ``sqlite3``): one file, transactions (a block is in the log whole or not at
+all: a torn write is rolled back on the next open), WAL mode (readers read while the writer appends, neither
+waits), and every machine has it. Blocks are float32 arrays stored as BLOBs: the three losses take 12 bytes per
+token per layer, plus about 60 bytes per block and layer.
+
+Tables: ``meta`` (``format``, ``header``: the run's description as JSON, ``end``: how it ended), ``blocks``
+(layer, kind 'losses' or 'signals', first position, rows, columns, data), ``status`` (the last state, audio
+seconds, wall seconds; one row, replaced).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .store import LossStore
+
+LOG_NAME = "run.sqlite"
+FORMAT = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY, layer INTEGER NOT NULL, kind TEXT NOT NULL, start INTEGER NOT NULL,
+    rows INTEGER NOT NULL, cols INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS status (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL,
+    audio_s REAL NOT NULL, wall_s REAL NOT NULL, updated REAL NOT NULL);
+"""
+
+
+class RunLogWriter:
+    """The engine's second sink (beside the store): ``extend`` / ``extend_signals`` append a block each and
+    commit, ``status`` records progress, ``close(end)`` the end. Used from one thread at a time."""
+
+    def __init__(self, out_dir: Path, header: dict):
+        self.path = Path(out_dir) / LOG_NAME
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
+        self._db.executescript(SCHEMA)
+        self._next = {}  # (layer, kind) -> next position
+        self._t0 = time.time()
+        header = {**header, "pid": os.getpid(), "log_format": FORMAT}
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (str(FORMAT),))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('header', ?)", (json.dumps(header, default=str),))
+            self._db.execute("DELETE FROM meta WHERE key = 'end'")
+
+    def _append(self, kind: str, blocks: dict) -> None:
+        rows = []
+        for layer, block in blocks.items():
+            a = np.ascontiguousarray(block, dtype="<f4")
+            if a.ndim != 2 or not a.shape[0]:
+                continue
+            start = self._next.get((layer, kind), 0)
+            self._next[(layer, kind)] = start + a.shape[0]
+            rows.append((int(layer), kind, start, a.shape[0], a.shape[1], a.tobytes()))
+        if rows:
+            with self._db:  # one transaction: the block is in the log whole or not at all
+                self._db.executemany(
+                    "INSERT INTO blocks (layer, kind, start, rows, cols, data) VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+
+    def extend(self, blocks: dict) -> None:
+        self._append("losses", blocks)
+
+    def extend_signals(self, blocks: dict) -> None:
+        self._append("signals", blocks)
+
+    def status(self, state: str, audio_s: float) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO status VALUES (1, ?, ?, ?, ?)",
+                (state, float(audio_s), time.time() - self._t0, time.time()),
+            )
+
+    def close(self, end: dict) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('end', ?)", (json.dumps(end),))
+        self._db.close()
+
+
+class TeeSink:
+    """The store and the run log, fed the same blocks."""
+
+    def __init__(self, *sinks):
+        self.sinks = [s for s in sinks if s is not None]
+
+    def extend(self, blocks: dict) -> None:
+        for s in self.sinks:
+            s.extend(blocks)
+
+    def extend_signals(self, blocks: dict) -> None:
+        for s in self.sinks:
+            s.extend_signals(blocks)
+
+
+@dataclass
+class LoggedRun:
+    """What a run log holds, read back."""
+
+    folder: Path
+    header: dict
+    store: LossStore
+    end: dict | None  # None: the run did not end (killed, or still running)
+    status: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)  # blocks that could not be used, and why
+
+    @property
+    def cut_short(self) -> bool:
+        return self.end is None
+
+
+def read_run(folder: str | Path) -> LoggedRun:
+    """Every complete block of a run log, into a store; one line (exit 2) for a folder that is not a run, or a
+    log this version cannot read."""
+    folder = Path(folder)
+    path = folder / LOG_NAME
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder (give a report folder written by ttt-tui)")
+    if not path.is_file():
+        raise InputError(f"{folder} is not a ttt-tui run: it has no {LOG_NAME}")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.Error as e:
+        raise InputError(f"{path} is not a readable run log ({e})") from None
+    try:
+        fmt = int(meta.get("format", "0"))
+        if fmt > FORMAT:
+            raise InputError(f"{path} was written by a newer ttt-tui (log format {fmt}, this one reads {FORMAT})")
+        header = json.loads(meta["header"])
+        end = json.loads(meta["end"]) if "end" in meta else None
+        row = db.execute("SELECT state, audio_s, wall_s, updated FROM status WHERE id = 1").fetchone()
+        status = dict(zip(("state", "audio_s", "wall_s", "updated"), row, strict=True)) if row else {}
+        layer_ids = [int(x) for x in header["layer_ids"]]
+        store = LossStore(layer_ids, header["frame_rate"], signal_names=header.get("signal_names", ()))
+        skipped = []
+        expect = {}
+        for layer, kind, start, rows, cols, data in db.execute(
+            "SELECT layer, kind, start, rows, cols, data FROM blocks ORDER BY id"
+        ):
+            want_cols = 3 if kind == "losses" else len(store.signal_names)
+            if layer not in layer_ids or cols != want_cols or len(data) != rows * cols * 4:
+                skipped.append(f"block of layer {layer} ({kind}) at position {start}: malformed")
+                continue
+            if start != expect.get((layer, kind), 0):
+                skipped.append(f"block of layer {layer} ({kind}) at position {start}: out of order")
+                continue
+            expect[(layer, kind)] = start + rows
+            a = np.frombuffer(data, dtype="<f4").reshape(rows, cols)
+            if kind == "losses":
+                store.append(layer, a)
+            else:
+                store.extend_signals({layer: a})
+    except (KeyError, ValueError, TypeError, sqlite3.Error) as e:
+        raise InputError(f"{path} is not a readable run log ({type(e).__name__}: {e})") from None
+    finally:
+        db.close()
+    return LoggedRun(folder, header, store, end, status, skipped)
+
+
+def run_info(run: LoggedRun) -> dict:
+    """The report's run section from a log: the header, updated with how the run ended, or, for a run that did
+    not end, where its log stops (killed) or that its writer still runs."""
+    info = dict(run.header)
+    end = run.end
+    if end is not None:
+        info.update(
+            state=end["state"],
+            interrupted=end["state"] != "finished",
+            stop_reason=end.get("stop_reason"),
+            error=end.get("error"),
+            duration_s=round(float(end.get("audio_s", 0.0)), 4),
+        )
+    else:
+        audio_s = float(run.status.get("audio_s", 0.0))
+        positions = max((run.store.n_positions(i) for i in run.store.layer_ids), default=0)
+        alive = writer_alive(run.header)
+        info.update(
+            state="running" if alive else "killed",
+            interrupted=True,
+            cut_short={"audio_s": round(audio_s, 4), "positions": positions, "writer_alive": alive},
+            stop_reason="still running: a snapshot of its log"
+            if alive
+            else f"cut short: the process ended without closing its log (killed?) after {audio_s:.1f} s of audio",
+            duration_s=round(audio_s, 4),
+        )
+        if run.status.get("wall_s") is not None:
+            info["wall_s"] = round(float(run.status["wall_s"]), 3)
+    if run.skipped:
+        info["log_skipped_blocks"] = run.skipped
+    return info
+
+
+def writer_alive(header: dict) -> bool:
+    """Whether the process that writes the log still runs (same machine)."""
+    pid = header.get("pid")
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
