@@ -108,3 +108,63 @@ def test_a_file_named_like_a_subcommand_is_still_an_input(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     shutil.copy(SAMPLE, tmp_path / name)
     assert main([name, "--headless", "--no-plots", "--out", str(tmp_path / "r")]) == 0
+
+
+def test_no_report_is_replaced_or_mixed(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--out", str(out)]) == 0
+    first = (out / "report.json").read_text()
+    capsys.readouterr()
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--out", str(out)]) == 2  # refused, nothing touched
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds" in err and "--force" in err
+    assert (out / "report.json").read_text() == first
+    (out / "output.wav").write_bytes(b"stale")  # an earlier run's files must not join the new report
+    (out / "figure5_layer7.png").write_bytes(b"stale")
+    (out / "notes.txt").write_text("mine")
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--force", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert "output.wav" not in names and "figure5_layer7.png" not in names and "notes.txt" in names
+
+
+def test_a_folder_in_use_is_refused(tmp_path):
+    out = tmp_path / "run"
+    first = cli(SAMPLE, "--headless", "--realtime", "--out", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)
+        second = cli(SAMPLE, "--headless", "--force", "--out", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 2 and f"in use by a running ttt-tui (pid {first.pid})" in err, err
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(30)
+    assert first.returncode == 130 and json.loads((out / "report.json").read_text())["run"]["interrupted"] is True
+
+
+def test_default_folders_never_collide(tmp_path, monkeypatch):
+    from ttt_tui.files import default_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert len({default_out_dir("a/in.wav") for _ in range(50)}) == 50  # the same stem, the same second
+
+
+def test_a_full_disk_never_leaves_a_truncated_file(tmp_path):
+    """Small filesystems, full at different points of the run: one line, the file and folder named, and every
+    report file there is whole (or absent); never a temporary file left behind."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for size in ("4k", "64k", "400k"):
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]).returncode:
+            pytest.skip("cannot mount a small filesystem here (needs root)")
+        try:
+            r = cli(SAMPLE, "--headless", "--out", mnt / "r", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _, err = r.communicate(timeout=120)
+            lines = err.strip().splitlines()
+            assert r.returncode in (1, 2) and "Traceback" not in err and "internal error" not in err, err
+            assert str(mnt / "r") in lines[-1] and ("No space left" in lines[-1] or "full" in lines[-1]), lines[-1]
+            names = [p.name for p in (mnt / "r").iterdir()]
+            assert not [n for n in names if ".tmp" in n], names
+            if "report.json" in names:
+                json.loads((mnt / "r" / "report.json").read_text())
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)

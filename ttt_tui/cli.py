@@ -10,6 +10,7 @@ import sys
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from .files import WriteError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="no dashboard: progress on stderr, then the report (automatic when stdout is not a terminal)",
     )
     io.add_argument("--no-plots", action="store_true", help="skip the PNG plots in the report")
+    io.add_argument(
+        "--force",
+        action="store_true",
+        help="--out may hold an earlier report: replace the files ttt-tui writes there (other files stay)",
+    )
     ui = p.add_argument_group("dashboard")
     ui.add_argument(
         "--refresh", type=float, default=2.0, help="chart redraws per second (default 2; lower over slow SSH)"
@@ -156,6 +162,9 @@ def main(argv=None) -> int:
         except InputError as e:
             print(f"ttt-tui: {e}", file=sys.stderr)
             return EXIT_USAGE
+        except WriteError as e:
+            print(f"ttt-tui: {e}", file=sys.stderr)
+            return EXIT_INTERNAL
         except Exception as e:  # one line, never a traceback
             print(f"ttt-tui: internal error: {type(e).__name__}: {e}", file=sys.stderr)
             return EXIT_INTERNAL
@@ -178,6 +187,9 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"ttt-tui: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteError as e:  # a full disk: the file and the folder named, the run log kept
+        print(f"ttt-tui: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # one line, never a traceback

@@ -107,6 +107,7 @@ class Engine(EngineControl):
         super().__init__(source, backend, store)
         self.out_dir = out_dir
         self.log = log
+        self.log_error: str | None = None
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -127,6 +128,17 @@ class Engine(EngineControl):
         close = getattr(self.source, "close", None)  # a microphone waiting for its next block
         if close is not None:
             close()
+
+    def _log_block(self, blocks, signals, st) -> None:
+        """Into the run log; a log that cannot be written (a full disk) stops logging, not the run: the store
+        and the final report still have everything."""
+        try:
+            self.log.extend(blocks)
+            self.log.extend_signals(signals)
+            self.log.status(st.state, st.audio_s)
+        except Exception as e:
+            self.log_error = f"the run log stopped at {st.audio_s:.1f} s: {type(e).__name__}: {e}"
+            self.log = None
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -149,9 +161,7 @@ class Engine(EngineControl):
                 self.store.extend_signals(signals)
                 st.audio_s += len(samples) / rate
                 if self.log is not None:  # committed block by block: a killed run keeps all but the last
-                    self.log.extend(blocks)
-                    self.log.extend_signals(signals)
-                    self.log.status(st.state, st.audio_s)
+                    self._log_block(blocks, signals, st)
             st.state = "stopped" if self._stop.is_set() else "finished"
         except InputError as e:  # the audio went bad mid-stream (damaged file, device lost)
             st.state, st.error = "error", str(e)
@@ -164,8 +174,7 @@ class Engine(EngineControl):
                 self.store.extend(blocks)
                 self.store.extend_signals(signals)
                 if self.log is not None:
-                    self.log.extend(blocks)
-                    self.log.extend_signals(signals)
+                    self._log_block(blocks, signals, st)
             except Exception:
                 pass
             if self.out_dir is not None:

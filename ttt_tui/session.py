@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .engine import Engine
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from .files import prepare_out_dir
 from .report import default_out_dir, write_report
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -127,20 +128,18 @@ class Session:
         self.started = datetime.now()
         name = "microphone" if args.mic else args.input
         self.out_dir = Path(args.out) if args.out else default_out_dir(name)
-        try:  # fail now, not after an hour of audio
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.out_dir / ".ttt-tui-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise InputError(
-                f"cannot write the report to {self.out_dir} ({e.strerror or e}); choose another --out"
-            ) from None
+        self._lock = prepare_out_dir(self.out_dir, force=getattr(args, "force", False))  # held for the run
         args.out = str(self.out_dir)  # the dashboard's inference process writes the model's outputs there too
         self.engine = Engine(self.source, self.backend, out_dir=self.out_dir)
         self.store = self.engine.store
         self.signal_received: int | None = None
         self.report_paths: dict | None = None
+
+    def release(self) -> None:
+        """The report folder's lock, held since the start: released when the run's report is written."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def use_process_engine(self) -> None:
         """Run inference in a child process (the dashboard: no GIL shared with the UI); it writes the run log."""
@@ -159,9 +158,16 @@ class Session:
 
     def open_log(self) -> None:
         """The run log, written by this process's engine (headless)."""
-        from .runlog import RunLogWriter
+        import sqlite3
 
-        self.engine.log = RunLogWriter(self.out_dir, self.log_header())
+        from .runlog import LOG_NAME, RunLogWriter
+
+        try:
+            self.engine.log = RunLogWriter(self.out_dir, self.log_header())
+        except sqlite3.Error as e:  # a full disk, a read-only folder
+            raise InputError(
+                f"cannot write the run log {self.out_dir}/{LOG_NAME} ({e}); free some space or choose another --out"
+            ) from None
 
     # -- signals: the report is written first, then the documented exit code ------------------------------
     def install_signal_handlers(self) -> None:
@@ -205,6 +211,7 @@ class Session:
             "stop_reason": st.stop_reason,
             "error": st.error,
             "dropped_blocks": getattr(self.source, "dropped_blocks", None),
+            "log_error": getattr(self.engine, "log_error", None),
             "notes": self.backend.notes(),
             "audit": self.backend.audit(),
             "decoding": details.get("decoding"),
@@ -271,7 +278,10 @@ def run_headless(session: Session, progress_every: float = 2.0) -> int:
     st = session.engine.status
     if st.error:
         err.write(f"ttt-tui: {'input error' if st.error_detail is None else 'model error'}: {st.error}\n")
-    paths = session.write_report()
+    try:
+        paths = session.write_report()
+    finally:
+        session.release()
     err.write(progress_line(session) + "\n")
     err.write(f"report written to {session.out_dir}/ ({', '.join(p.name for p in paths.values())})\n")
     err.flush()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from ..diagnosis import diagnose
+from ..files import atomic, default_out_dir  # noqa: F401 (default_out_dir: the report folder's default)
 from ..store import LossStore
 from .plots import plot_layer
 from .text import render
@@ -17,11 +17,6 @@ from .text import render
 REPORT_TXT = "ttt_diagnostic_report.txt"
 REPORT_JSON = "report.json"
 LOSSES_CSV = "losses.csv"
-
-
-def default_out_dir(input_name: str, base: Path | None = None) -> Path:
-    stem = Path(input_name).stem or "run"
-    return (base or Path.cwd()) / "ttt_tui_reports" / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def _clean(x):
@@ -74,7 +69,8 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
     run = _clean(run)
     results = layer_results(store)
     paths = {"text": out_dir / REPORT_TXT, "json": out_dir / REPORT_JSON, "csv": out_dir / LOSSES_CSV}
-    paths["text"].write_text(render(run, results), encoding="utf-8")
+    with atomic(paths["text"]) as tmp:
+        tmp.write_text(render(run, results), encoding="utf-8")
     layers = {}
     for layer_id, (s, verdict, fs) in results.items():
         layers[str(layer_id)] = {
@@ -98,13 +94,16 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
         if gate is not None:
             layers[str(layer_id)]["effective_gate"] = gate
     doc = {"run": run, "layers": layers}
-    paths["json"].write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    write_csv(paths["csv"], store)
+    with atomic(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic(paths["csv"]) as tmp:
+        write_csv(tmp, store)
     if plots:
         for layer_id in store.layer_ids:
             _, data = store.view(layer_id)
             if data.shape[0]:
                 p = out_dir / f"figure5_layer{layer_id}.png"
-                plot_layer(p, layer_id, data, store.frame_rate, note=plot_note(run))
+                with atomic(p) as tmp:
+                    plot_layer(tmp, layer_id, data, store.frame_rate, note=plot_note(run))
                 paths[f"png{layer_id}"] = p
     return paths

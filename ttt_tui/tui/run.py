@@ -60,6 +60,14 @@ def run_dashboard(session: Session, args) -> int:
             app.run()
     finally:
         sys.setswitchinterval(interval)
+    try:
+        return _after(app, session)
+    finally:
+        session.release()
+
+
+def _after(app, session: Session) -> int:
+    """The exit code and the last lines, once the app has ended."""
     if app.finished_code is None and app.return_code:  # the app itself failed: keep what was seen, say so
         session.engine.stop("dashboard error")
         session.engine.wait(10)

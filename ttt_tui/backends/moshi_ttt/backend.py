@@ -489,8 +489,11 @@ class MoshiBackend(Backend):
 
         if not self._out_pcm:
             return {}
+        from ...files import atomic
+
         path = Path(out_dir) / "output.wav"
-        sf.write(str(path), np.concatenate(self._out_pcm), self.sample_rate, subtype="FLOAT")
+        with atomic(path) as tmp:
+            sf.write(str(tmp), np.concatenate(self._out_pcm), self.sample_rate, subtype="FLOAT")
         return {"audio": path}
 
 

@@ -1,0 +1,110 @@
+"""Files of a run: its report folder (made, locked for the run, never mixed with an earlier report) and atomic
+writes (a temporary file renamed over the target)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+
+from .errors import InputError
+
+LOCK_NAME = ".ttt-tui.lock"
+# what a run writes into its folder; --force removes these (and nothing else) before a new run
+RUN_FILES = (
+    "ttt_diagnostic_report.txt",
+    "report.json",
+    "losses.csv",
+    "output.wav",
+    "dashboard.svg",
+    "library_output.log",
+    "run.sqlite",
+    "run.sqlite-wal",
+    "run.sqlite-shm",
+)
+RUN_GLOBS = ("figure5_layer*.png",)
+
+
+def default_out_dir(input_name: str, base: Path | None = None) -> Path:
+    """``ttt_tui_reports/<stem>-<time>-<4 hex>``: two runs of inputs with the same name started in the same
+    second get two folders."""
+    stem = Path(input_name).stem or "run"
+    stamp = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return (base or Path.cwd()) / "ttt_tui_reports" / f"{stem}-{stamp}"
+
+
+class WriteError(OSError):
+    """A report file could not be written (full disk, ...): names the file and the folder."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(
+            error.errno,
+            f"cannot write {path.name} in {path.parent}/ ({error.strerror or error}); the run log is "
+            f"kept there: `ttt-tui report {path.parent}` writes the report again once the problem is fixed",
+        )
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+@contextlib.contextmanager
+def atomic(path: Path):
+    """A temporary file beside ``path``, renamed over it when written: a reader, a crash or a full disk sees the
+    old file or the new one (or none), never a truncated one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(path, e) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def prepare_out_dir(out_dir: Path, force: bool = False):
+    """Make the report folder and lock it for this run; returns the lock (keep it open for the run).
+
+    A folder in use by a running ttt-tui is refused; so is one that already holds files (an earlier report
+    would be replaced or mixed with this one) unless ``force``, which removes the files a run writes there and
+    nothing else. One line, exit 2, before the run."""
+    import fcntl
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir / LOCK_NAME, "a+")
+    except OSError as e:
+        raise InputError(f"cannot write the report to {out_dir} ({e.strerror or e}); choose another --out") from None
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        pid = lock.read().strip() or "?"
+        lock.close()
+        raise InputError(f"{out_dir} is in use by a running ttt-tui (pid {pid}); choose another --out") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    ours = [p for p in out_dir.iterdir() if p.name != LOCK_NAME]
+    if ours and not force:
+        lock.close()
+        raise InputError(
+            f"{out_dir} already holds {len(ours)} files (an earlier report?); give a new --out, or --force to "
+            "replace the files ttt-tui writes there"
+        )
+    if force:
+        for p in ours:
+            if p.name in RUN_FILES or any(p.match(g) for g in RUN_GLOBS):
+                p.unlink(missing_ok=True)
+    try:  # fail now, not after an hour of audio
+        probe = out_dir / ".ttt-tui-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        lock.close()
+        raise InputError(f"cannot write the report to {out_dir} ({e.strerror or e}); choose another --out") from None
+    return lock
