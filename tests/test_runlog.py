@@ -168,3 +168,38 @@ def test_a_full_disk_never_leaves_a_truncated_file(tmp_path):
                 json.loads((mnt / "r" / "report.json").read_text())
         finally:
             subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="needs tmux (installed by .ci/run)")
+def test_open_follows_a_headless_run_live(tmp_path):
+    """A headless run writing; `ttt-tui open DIR` in another terminal: the positions grow on screen, then the
+    run is shown finished; the folder is only read."""
+    out = tmp_path / "run"
+    writer = cli(SAMPLE, "--headless", "--realtime", "--out", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    name = f"ttt-open-{os.getpid()}"
+    try:
+        time.sleep(3)
+        cmd = f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli open {out}; sleep 30"
+        subprocess.run(["tmux", "new-session", "-d", "-x", "200", "-y", "50", "-s", name, cmd], check=True)
+        seen, t0 = [], time.time()
+        while time.time() - t0 < 40 and len(set(seen)) < 3:
+            time.sleep(1.0)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            for line in screen.splitlines():
+                if "positions" in line:
+                    seen.append(int(line.split("positions")[1].split()[0]))
+                    break
+        assert len(set(seen)) >= 3 and seen == sorted(seen), seen  # growing, live
+        assert "RUNNING" in screen
+        writer.wait(60)
+        t0 = time.time()
+        while time.time() - t0 < 10 and "FINISHED" not in screen:
+            time.sleep(0.5)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+        assert "FINISHED" in screen and "positions 1235" in screen, screen
+        subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
+        time.sleep(1.5)
+    finally:
+        writer.kill()
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    assert not (out / "dashboard.svg").exists()  # the writer was headless; open wrote nothing

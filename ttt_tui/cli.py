@@ -151,7 +151,37 @@ def report_command(argv) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = {"report": report_command}
+def open_command(argv) -> int:
+    """``ttt-tui open DIR``: the dashboard on a saved run; a run still being written is followed live."""
+    p = _Parser(
+        prog="ttt-tui open",
+        description="The dashboard on a saved run, from its log (run.sqlite); a run still being written (a headless "
+        "job, say) is followed live. Reads only.",
+    )
+    p.add_argument("folder", help="a report folder written by ttt-tui")
+    p.add_argument("--refresh", type=float, default=2.0, help="chart redraws per second (default 2)")
+    p.add_argument("--marker", choices=("braille", "hd", "dot", "ascii"), default="braille")
+    a = p.parse_args(argv)
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise InputError("open shows the dashboard and needs a terminal; in a batch job use `ttt-tui report DIR`")
+    if not 0.1 <= a.refresh <= 30:
+        raise InputError("--refresh must be within 0.1..30 Hz")
+    from .tui.app import DashboardApp
+    from .tui.opened import OpenedRun
+
+    run = OpenedRun(a.folder)
+    for var in ("COLUMNS", "LINES"):  # stale values would pin the size: read the terminal itself
+        os.environ.pop(var, None)
+    try:
+        DashboardApp(run, refresh_hz=a.refresh, marker=a.marker).run()
+    finally:
+        run.engine.stop("closed")
+        run.engine.wait(2)
+        run.reader.close()
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"report": report_command, "open": open_command}
 
 
 def main(argv=None) -> int:

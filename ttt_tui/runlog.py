@@ -122,53 +122,93 @@ class LoggedRun:
         return self.end is None
 
 
-def read_run(folder: str | Path) -> LoggedRun:
-    """Every complete block of a run log, into a store; one line (exit 2) for a folder that is not a run, or a
-    log this version cannot read."""
-    folder = Path(folder)
-    path = folder / LOG_NAME
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder (give a report folder written by ttt-tui)")
-    if not path.is_file():
-        raise InputError(f"{folder} is not a ttt-tui run: it has no {LOG_NAME}")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-    except sqlite3.Error as e:
-        raise InputError(f"{path} is not a readable run log ({e})") from None
-    try:
-        fmt = int(meta.get("format", "0"))
-        if fmt > FORMAT:
-            raise InputError(f"{path} was written by a newer ttt-tui (log format {fmt}, this one reads {FORMAT})")
-        header = json.loads(meta["header"])
-        end = json.loads(meta["end"]) if "end" in meta else None
-        row = db.execute("SELECT state, audio_s, wall_s, updated FROM status WHERE id = 1").fetchone()
-        status = dict(zip(("state", "audio_s", "wall_s", "updated"), row, strict=True)) if row else {}
-        layer_ids = [int(x) for x in header["layer_ids"]]
-        store = LossStore(layer_ids, header["frame_rate"], signal_names=header.get("signal_names", ()))
-        skipped = []
-        expect = {}
-        for layer, kind, start, rows, cols, data in db.execute(
-            "SELECT layer, kind, start, rows, cols, data FROM blocks ORDER BY id"
-        ):
-            want_cols = 3 if kind == "losses" else len(store.signal_names)
-            if layer not in layer_ids or cols != want_cols or len(data) != rows * cols * 4:
-                skipped.append(f"block of layer {layer} ({kind}) at position {start}: malformed")
+class RunLogReader:
+    """Reads a run log incrementally: ``poll`` appends the blocks written since the last call to a store, so the
+    same code reads a finished run, a killed one, or one still being written (follow it by polling)."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        self.folder, self.path = folder, folder / LOG_NAME
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder (give a report folder written by ttt-tui)")
+        if not self.path.is_file():
+            raise InputError(f"{folder} is not a ttt-tui run: it has no {LOG_NAME}")
+        try:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            meta = self._meta()
+        except sqlite3.Error as e:
+            raise InputError(f"{self.path} is not a readable run log ({e})") from None
+        try:
+            fmt = int(meta.get("format", "0"))
+            if fmt > FORMAT:
+                raise InputError(
+                    f"{self.path} was written by a newer ttt-tui (log format {fmt}, this one reads {FORMAT})"
+                )
+            self.header = json.loads(meta["header"])
+            self.layer_ids = [int(x) for x in self.header["layer_ids"]]
+            self.signal_names = tuple(self.header.get("signal_names", ()))
+            self.frame_rate = float(self.header["frame_rate"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise InputError(f"{self.path} is not a readable run log ({type(e).__name__}: {e})") from None
+        self.skipped: list[str] = []
+        self._last_id = 0
+        self._expect: dict = {}
+
+    def _meta(self) -> dict:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def new_store(self) -> LossStore:
+        return LossStore(self.layer_ids, self.frame_rate, signal_names=self.signal_names)
+
+    def poll(self, store: LossStore) -> int:
+        """Append the complete blocks written since the last poll; returns how many."""
+        try:
+            rows = self._db.execute(
+                "SELECT id, layer, kind, start, rows, cols, data FROM blocks WHERE id > ? ORDER BY id", (self._last_id,)
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise InputError(f"{self.path} is not a readable run log ({e})") from None
+        for bid, layer, kind, start, n, cols, data in rows:
+            self._last_id = bid
+            want_cols = 3 if kind == "losses" else len(self.signal_names)
+            if layer not in self.layer_ids or cols != want_cols or len(data) != n * cols * 4:
+                self.skipped.append(f"block of layer {layer} ({kind}) at position {start}: malformed")
                 continue
-            if start != expect.get((layer, kind), 0):
-                skipped.append(f"block of layer {layer} ({kind}) at position {start}: out of order")
+            if start != self._expect.get((layer, kind), 0):
+                self.skipped.append(f"block of layer {layer} ({kind}) at position {start}: out of order")
                 continue
-            expect[(layer, kind)] = start + rows
-            a = np.frombuffer(data, dtype="<f4").reshape(rows, cols)
+            self._expect[(layer, kind)] = start + n
+            a = np.frombuffer(data, dtype="<f4").reshape(n, cols)
             if kind == "losses":
                 store.append(layer, a)
             else:
                 store.extend_signals({layer: a})
-    except (KeyError, ValueError, TypeError, sqlite3.Error) as e:
-        raise InputError(f"{path} is not a readable run log ({type(e).__name__}: {e})") from None
+        return len(rows)
+
+    def end(self) -> dict | None:
+        meta = self._meta()
+        return json.loads(meta["end"]) if "end" in meta else None
+
+    def status(self) -> dict:
+        row = self._db.execute("SELECT state, audio_s, wall_s, updated FROM status WHERE id = 1").fetchone()
+        return dict(zip(("state", "audio_s", "wall_s", "updated"), row, strict=True)) if row else {}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def read_run(folder: str | Path) -> LoggedRun:
+    """Every complete block of a run log, into a store; one line (exit 2) for a folder that is not a run, or a
+    log this version cannot read."""
+    reader = RunLogReader(folder)
+    try:
+        store = reader.new_store()
+        reader.poll(store)
+        return LoggedRun(reader.folder, reader.header, store, reader.end(), reader.status(), reader.skipped)
+    except (sqlite3.Error, ValueError) as e:
+        raise InputError(f"{reader.path} is not a readable run log ({type(e).__name__}: {e})") from None
     finally:
-        db.close()
-    return LoggedRun(folder, header, store, end, status, skipped)
+        reader.close()
 
 
 def run_info(run: LoggedRun) -> dict:

@@ -389,6 +389,8 @@ class DashboardApp(App):
         self.notify(f"report written to {self.session.out_dir}/ ({len(paths)} files)", timeout=8)
 
     def _save_svg(self) -> None:
+        if getattr(self.session, "read_only", False):  # ttt-tui open: readers only read
+            return
         try:
             self.save_screenshot(filename="dashboard.svg", path=str(self.session.out_dir))
         except Exception as e:
