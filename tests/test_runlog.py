@@ -203,3 +203,38 @@ def test_open_follows_a_headless_run_live(tmp_path):
         writer.kill()
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
     assert not (out / "dashboard.svg").exists()  # the writer was headless; open wrote nothing
+
+
+def test_compare_two_runs(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--out", str(a)]) == 0
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--lr-scale", "0", "--out", str(b)]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    doc = json.loads((out / "compare.json").read_text())
+    assert [r["folder"] for r in doc["runs"]] == [str(a), str(b)] and doc["common_layers"] == [0, 1, 2]
+    assert doc["runs"][0]["layers"]["0"]["verdict"] == "HEALTHY"
+    assert doc["runs"][1]["layers"]["0"]["verdict"] == "NOT_LEARNING"  # no inner step: the lines overlap
+    assert {p.name for p in out.iterdir()} >= {"compare.txt", "compare_layer0.png", "compare_layer2.png"}
+    assert "LAYER 2" in (out / "compare.txt").read_text()
+
+
+def test_compare_what_is_common(tmp_path, capsys):
+    import moshi_tiny
+    import soundfile as sf
+
+    a, m = tmp_path / "a", tmp_path / "m"
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--out", str(a)]) == 0
+    paths = moshi_tiny.build(tmp_path / "tiny")  # TTT layers 2 and 3
+    wav = tmp_path / "in.wav"
+    sf.write(str(wav), (0.1 * np.random.default_rng(0).standard_normal(24000)).astype(np.float32), 24000)
+    assert main([str(wav), "--headless", "--no-plots", "--out", str(m), *moshi_tiny.cli_args(paths)]) == 0
+    assert main(["compare", str(a), str(m), "--out", str(tmp_path / "cmp"), "--no-plots"]) == 0
+    doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert doc["common_layers"] == [2]
+    notes = " ".join(doc["notes"])
+    assert "layers [0, 1] are not in every run" in notes and "different models" in notes
+    assert "different lengths of audio" in notes
+    capsys.readouterr()
+    assert main(["compare", str(a)]) == 2
+    assert "two or more" in capsys.readouterr().err

@@ -181,7 +181,37 @@ def open_command(argv) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = {"report": report_command, "open": open_command}
+def compare_command(argv) -> int:
+    """``ttt-tui compare DIR_A DIR_B [...]``: runs side by side, from their logs; written to --out."""
+    p = _Parser(
+        prog="ttt-tui compare",
+        description="The same layers of several runs side by side (e.g. two checkpoints of one training): per "
+        "layer each run's verdict, violation rate, improvement and benefit, and the gap l0 - lafter and the per-step "
+        "improvement overlaid. Writes compare.txt, compare.json and compare_layer<L>.png.",
+    )
+    p.add_argument("folders", nargs="+", help="report folders written by ttt-tui (two or more)")
+    p.add_argument("--out", default=None, help="where to write (default: ttt_tui_reports/compare-<time>-<hex>/)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    a = p.parse_args(argv)
+    if len(a.folders) < 2:
+        raise InputError("compare needs two or more run folders")
+    from pathlib import Path
+
+    from .files import default_out_dir
+    from .report.compare import compare_runs, render_text, write_compare
+
+    cmp = compare_runs(a.folders)
+    if not cmp["common_layers"]:
+        raise InputError("these runs have no TTT layer in common: nothing to compare")
+    out = Path(a.out) if a.out else default_out_dir("compare")
+    paths = write_compare(out, cmp, plots=not a.no_plots)
+    sys.stderr.write(render_text({k: v for k, v in cmp.items() if not k.startswith("_")}))
+    print(f"comparison written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
+    print(out)
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"report": report_command, "open": open_command, "compare": compare_command}
 
 
 def main(argv=None) -> int:
