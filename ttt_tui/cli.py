@@ -140,10 +140,10 @@ def report_command(argv) -> int:
     from .runlog import read_run, run_info
 
     run = read_run(a.folder)
-    paths = write_report(run.folder, run.store, run_info(run), plots=not a.no_plots)
-    what = "cut short" if run.cut_short else run.end["state"]
+    info = run_info(run)
+    paths = write_report(run.folder, run.store, info, plots=not a.no_plots)
+    how = {"killed": "was cut short", "running": "is still running (a snapshot)"}.get(info["state"], info["state"])
     files = ", ".join(p.name for p in paths.values())
-    how = f"was {what}" if run.cut_short else what
     print(f"report of a run that {how} written to {run.folder}/ ({files})", file=sys.stderr)
     for s in run.skipped:
         print(f"ttt-tui: skipped a {s}", file=sys.stderr)
