@@ -135,7 +135,8 @@ def long_file(tmp: Path, minutes: float) -> Path:
 
 
 def make_session(path: Path, tmp: Path) -> Session:
-    args = build_parser().parse_args([str(path), "--out", str(tmp / "rep"), "--torch-device", "cpu", "--no-plots"])
+    out = Path(tempfile.mkdtemp(dir=tmp, prefix="rep-"))  # a folder per session: a run locks its own
+    args = build_parser().parse_args([str(path), "--out", str(out), "--torch-device", "cpu", "--no-plots"])
     s = Session(args)
     s.write_report = lambda: {}  # measure the run, not the report
     return s
