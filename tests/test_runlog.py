@@ -238,3 +238,37 @@ def test_compare_what_is_common(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(a)]) == 2
     assert "two or more" in capsys.readouterr().err
+
+
+def read_events(folder: Path) -> dict:
+    """Scalars of a TensorBoard event file, read with its record format (length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        raw = path.read_bytes()
+        i = 0
+        while i < len(raw):
+            (n,) = struct.unpack("<Q", raw[i : i + 8])
+            event = event_pb2.Event.FromString(raw[i + 12 : i + 12 + n])
+            i += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_export(tmp_path):
+    pytest.importorskip("tensorboardX")
+    out, tb = tmp_path / "run", tmp_path / "tb"
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--out", str(out), "--tensorboard", str(tb)]) == 0
+    scalars = read_events(tb / "run")
+    assert {f"layer{L}/{k}" for L in range(3) for k in ("l0", "lprev", "lafter", "benefit")} <= set(scalars)
+    l0 = scalars["layer0/l0"]
+    assert [s for s, _ in l0] == list(range(1, 25))  # one point per whole second of the 24.7 s sample
+    data = np.loadtxt(out / "losses.csv", delimiter=",", skiprows=1)
+    first = data[(data[:, 0] == 0) & (data[:, 1] < 50)][:, 3].mean()
+    assert l0[0][1] == pytest.approx(first, rel=1e-5)
+    assert main(["tensorboard", str(out), "--logdir", str(tmp_path / "tb2")]) == 0  # a saved run
+    assert read_events(tmp_path / "tb2" / "run")["layer2/violation_rate"] == scalars["layer2/violation_rate"]

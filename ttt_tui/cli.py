@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--no-plots", action="store_true", help="skip the PNG plots in the report")
     io.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="LOGDIR",
+        help="also export per-layer scalars (per second of audio) to TensorBoard under LOGDIR/<report folder name> "
+        "(needs tensorboardX)",
+    )
+    io.add_argument(
         "--force",
         action="store_true",
         help="--out may hold an earlier report: replace the files ttt-tui writes there (other files stay)",
@@ -124,6 +131,15 @@ def _validate(args) -> None:
         raise InputError("--refresh must be within 0.1..30 Hz")
     if not 0 < args.block_seconds <= 60:  # also refuses nan
         raise InputError("--block-seconds must be within (0, 60]")
+    if args.tensorboard:
+        _need_tensorboardx()
+
+
+def _need_tensorboardx() -> None:
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        raise InputError("TensorBoard export needs tensorboardX: pip install tensorboardX") from None
 
 
 def report_command(argv) -> int:
@@ -211,7 +227,36 @@ def compare_command(argv) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = {"report": report_command, "open": open_command, "compare": compare_command}
+def tensorboard_command(argv) -> int:
+    """``ttt-tui tensorboard RUN [...] --logdir DIR``: saved runs into TensorBoard."""
+    p = _Parser(
+        prog="ttt-tui tensorboard",
+        description="Export saved runs (their run logs) to TensorBoard: per layer and per second of audio, l0, "
+        "lprev, lafter, improvement, benefit and violation rate. Then: tensorboard --logdir DIR",
+    )
+    p.add_argument("folders", nargs="+", help="report folders written by ttt-tui")
+    p.add_argument(
+        "--logdir", required=True, help="TensorBoard's log folder; each run goes to LOGDIR/<its folder name>"
+    )
+    a = p.parse_args(argv)
+    _need_tensorboardx()
+    from .report.tensorboard import export
+    from .runlog import read_run
+
+    for f in a.folders:
+        run = read_run(f)
+        folder = export(run.store, a.logdir, run.folder.name)
+        print(f"{run.folder} -> {folder}", file=sys.stderr)
+    print(a.logdir)
+    return EXIT_OK
+
+
+SUBCOMMANDS = {
+    "report": report_command,
+    "open": open_command,
+    "compare": compare_command,
+    "tensorboard": tensorboard_command,
+}
 
 
 def main(argv=None) -> int:

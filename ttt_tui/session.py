@@ -220,6 +220,10 @@ class Session:
 
     def write_report(self) -> dict:
         self.report_paths = write_report(self.out_dir, self.store, self.run_info(), plots=not self.args.no_plots)
+        if getattr(self.args, "tensorboard", None):
+            from .report.tensorboard import export
+
+            export(self.store, self.args.tensorboard, self.out_dir.name)
         audio = self.out_dir / "output.wav"  # written by the engine (thread or process) when the run ended
         if audio.exists():
             self.report_paths["audio"] = audio
