@@ -184,10 +184,10 @@ def open_command(argv) -> int:
         raise InputError("--refresh must be within 0.1..30 Hz")
     from .tui.app import DashboardApp
     from .tui.opened import OpenedRun
+    from .tui.run import size_from_the_terminal
 
     run = OpenedRun(a.folder)
-    for var in ("COLUMNS", "LINES"):  # stale values would pin the size: read the terminal itself
-        os.environ.pop(var, None)
+    size_from_the_terminal()
     try:
         DashboardApp(run, refresh_hz=a.refresh, marker=a.marker).run()
     finally:
@@ -262,33 +262,14 @@ SUBCOMMANDS = {
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS and not os.path.exists(argv[0]):  # a file named "report" stays an input
-        try:
-            return SUBCOMMANDS[argv[0]](argv[1:])
-        except InputError as e:
-            print(f"ttt-tui: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        except WriteError as e:
-            print(f"ttt-tui: {e}", file=sys.stderr)
-            return EXIT_INTERNAL
-        except Exception as e:  # one line, never a traceback
-            print(f"ttt-tui: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-            return EXIT_INTERNAL
-    args = build_parser().parse_args(argv)
+        return _guarded(SUBCOMMANDS[argv[0]], argv[1:])
+    return _guarded(_run, build_parser().parse_args(argv))
+
+
+def _guarded(command, arg) -> int:
+    """Every command's errors as one line and a documented exit code, never a traceback."""
     try:
-        _validate(args)
-        if args.list_devices:
-            from .sources.mic import list_devices
-
-            print(list_devices())
-            return 0
-        from .session import Session, run_headless
-
-        session = Session(args)
-        if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
-            return run_headless(session)
-        from .tui.run import run_dashboard
-
-        return run_dashboard(session, args)
+        return command(arg)
     except InputError as e:
         print(f"ttt-tui: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -300,6 +281,24 @@ def main(argv=None) -> int:
     except Exception as e:  # one line, never a traceback
         print(f"ttt-tui: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _run(args) -> int:
+    """A run (or --list-devices): headless, or the dashboard in a terminal."""
+    _validate(args)
+    if args.list_devices:
+        from .sources.mic import list_devices
+
+        print(list_devices())
+        return 0
+    from .session import Session, run_headless
+
+    session = Session(args)
+    if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        return run_headless(session)
+    from .tui.run import run_dashboard
+
+    return run_dashboard(session, args)
 
 
 def console() -> None:

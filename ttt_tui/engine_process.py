@@ -47,20 +47,18 @@ def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: d
 
     from .engine import Engine
     from .errors import InputError
+    from .runlog import RunLogWriter
     from .session import make_backend, make_source
 
     try:
         ns = argparse.Namespace(**args)
         backend = make_backend(ns)
         source = make_source(ns, backend)
+        # the inference process writes the run log
+        log = RunLogWriter(ns.out, log_header) if log_header is not None else None
     except InputError as e:
         q.put(("status", {"state": "error", "error": str(e)}))
         _leave(q)
-    log = None
-    if log_header is not None:
-        from .runlog import RunLogWriter
-
-        log = RunLogWriter(ns.out, log_header)  # the inference process writes the run log
     eng = Engine(source, backend, _QueueStore(q), out_dir=ns.out, log=log)
     eng.start()
     paused = False

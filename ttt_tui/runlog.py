@@ -44,18 +44,25 @@ class RunLogWriter:
     commit, ``status`` records progress, ``close(end)`` the end. Used from one thread at a time."""
 
     def __init__(self, out_dir: Path, header: dict):
+        """One line (``InputError``) when the log cannot be made: a full disk, a read-only folder; before the
+        run, whichever process writes it (the headless engine, the dashboard's child)."""
         self.path = Path(out_dir) / LOG_NAME
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
-        self._db.executescript(SCHEMA)
         self._next = {}  # (layer, kind) -> next position
         self._t0 = time.time()
         header = {**header, "pid": os.getpid(), "log_format": FORMAT}
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (str(FORMAT),))
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('header', ?)", (json.dumps(header, default=str),))
-            self._db.execute("DELETE FROM meta WHERE key = 'end'")
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
+            self._db.executescript(SCHEMA)
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (str(FORMAT),))
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('header', ?)", (json.dumps(header, default=str),))
+                self._db.execute("DELETE FROM meta WHERE key = 'end'")
+        except sqlite3.Error as e:
+            raise InputError(
+                f"cannot write the run log {self.path} ({e}); free some space or choose another --out"
+            ) from None
 
     def _append(self, kind: str, blocks: dict) -> None:
         rows = []
@@ -89,21 +96,6 @@ class RunLogWriter:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('end', ?)", (json.dumps(end),))
         self._db.close()
-
-
-class TeeSink:
-    """The store and the run log, fed the same blocks."""
-
-    def __init__(self, *sinks):
-        self.sinks = [s for s in sinks if s is not None]
-
-    def extend(self, blocks: dict) -> None:
-        for s in self.sinks:
-            s.extend(blocks)
-
-    def extend_signals(self, blocks: dict) -> None:
-        for s in self.sinks:
-            s.extend_signals(blocks)
 
 
 @dataclass

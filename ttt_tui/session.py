@@ -158,16 +158,9 @@ class Session:
 
     def open_log(self) -> None:
         """The run log, written by this process's engine (headless)."""
-        import sqlite3
+        from .runlog import RunLogWriter
 
-        from .runlog import LOG_NAME, RunLogWriter
-
-        try:
-            self.engine.log = RunLogWriter(self.out_dir, self.log_header())
-        except sqlite3.Error as e:  # a full disk, a read-only folder
-            raise InputError(
-                f"cannot write the run log {self.out_dir}/{LOG_NAME} ({e}); free some space or choose another --out"
-            ) from None
+        self.engine.log = RunLogWriter(self.out_dir, self.log_header())
 
     # -- signals: the report is written first, then the documented exit code ------------------------------
     def install_signal_handlers(self) -> None:

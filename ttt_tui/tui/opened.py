@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..engine import EngineControl
+from ..report import LOSSES_CSV, REPORT_JSON, REPORT_TXT
 from ..runlog import RunLogReader, writer_alive
 
 POLL_S = 0.25
@@ -91,7 +92,7 @@ class OpenedRun:
 
     def write_report(self) -> dict:
         """Readers only read: the run's own report files, as its writer (or ``ttt-tui report``) left them."""
-        names = ("ttt_diagnostic_report.txt", "report.json", "losses.csv")
+        names = (REPORT_TXT, REPORT_JSON, LOSSES_CSV)
         return {n: self.out_dir / n for n in names if (self.out_dir / n).exists()}
 
     def exit_code(self) -> int:
@@ -99,11 +100,3 @@ class OpenedRun:
 
     def _on_signal(self, signum, frame) -> None:
         self.engine.stop("signal")
-
-
-def writer_state(run: OpenedRun) -> str:
-    """For the header: is the run's writer alive, finished, or gone?"""
-    st = run.engine.status.state
-    if st == "running":
-        return "live: the writer is running" if writer_alive(run.reader.header) else "the writer is gone"
-    return {"finished": "finished", "killed": "the writer is gone (killed?)"}.get(st, st)

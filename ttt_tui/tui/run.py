@@ -42,14 +42,19 @@ def library_output_to(log_path: Path):
                 log_path.unlink()
 
 
+def size_from_the_terminal() -> None:
+    """Stale COLUMNS/LINES (exported by some shells and tools, pytest too) would pin the app's size: drop them,
+    so that Textual reads the terminal itself."""
+    for var in ("COLUMNS", "LINES"):
+        os.environ.pop(var, None)
+
+
 def run_dashboard(session: Session, args) -> int:
     from .app import DashboardApp
 
     session.use_process_engine()
 
-    # Stale COLUMNS/LINES (exported by some shells and tools) would pin the size: read the terminal itself.
-    for var in ("COLUMNS", "LINES"):
-        os.environ.pop(var, None)
+    size_from_the_terminal()
     app = DashboardApp(session, refresh_hz=args.refresh, marker=args.marker, exit_on_finish=args.exit_on_finish)
     # The UI shares the GIL with the inference thread, whose op dispatch holds it in bursts: a shorter switch
     # interval lets key presses through faster (bench/bench_tui.py measures latency and throughput).

@@ -92,10 +92,9 @@ def resolve(
         raise ValueError(f"follow must be one of {FOLLOW}, not {follow!r}")
     spec, raw, opts = ck.spec, ck.spec.raw, ck.spec.options
     inference = follow == "inference"
-    C = spec.options["mini_batch_size"]
     audit: list[AuditItem] = []
     missing = [k for k in INFERENCE_DEFAULTS if raw.get(k) is None]
-    base_lr, mb = float(opts["base_lr"]), int(C)
+    base_lr, mb = float(opts["base_lr"]), int(opts["mini_batch_size"])
     if missing:
         if inference:
             base_lr = float(raw.get("base_lr") or INFERENCE_DEFAULTS["base_lr"])
