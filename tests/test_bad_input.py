@@ -29,6 +29,8 @@ def one_line(capsys, code, want):
         (["--torch-device", "nonsense"], "not a device name"),
         (["--torch-device", "meta"], "runs on cpu or cuda"),
         (["--block-seconds", "nan"], "--block-seconds"),
+        (["--window", "1"], "--window must be within 2..3600"),
+        (["--window", "nan"], "--window"),
         (["--mini-batch", "1000000"], "--mini-batch must be within 1..4096"),
         (["--checkpoint", SAMPLE], "is a file; give its folder"),
     ],

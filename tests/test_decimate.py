@@ -43,3 +43,17 @@ def test_empty_history():
     assert len(xd) == len(yd) == 0
     _, series, decimated = chart_series(np.zeros((0, 3), np.float32), 50.0, ViewSettings(), 100)
     assert not decimated and all(len(x) == 0 for x, _ in series)
+
+
+def test_column_means_are_bucket_means_ignoring_non_finite():
+    from ttt_tui.decimate import column_means
+
+    rows = np.array([[1.0, 10.0], [3.0, np.nan], [5.0, 30.0], [7.0, 50.0], [9.0, np.inf]])
+    (x0, m0), (x1, m1) = column_means(rows, 2)  # buckets of 3 and 2
+    assert list(x0) == [1.0, 3.5] and list(m0) == [3.0, 8.0]
+    assert list(x1) == [1.0, 3.5] and list(m1) == [20.0, 50.0]
+    ((x, m),) = column_means(np.array([[np.nan], [np.nan], [2.0]]), 3)  # a bucket with nothing finite is dropped
+    assert list(x) == [2.0] and list(m) == [2.0]
+    big = np.random.default_rng(0).normal(size=(1_000_003, 3)).astype(np.float32)
+    for x, m in column_means(big, 200):
+        assert 190 <= len(x) <= 200 and abs(float(m.mean())) < 0.01 and np.all(np.diff(x) > 0)

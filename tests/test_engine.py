@@ -198,3 +198,60 @@ def test_a_signal_after_the_audio_ended_does_not_make_the_run_interrupted(tmp_pa
     cut.engine.start()
     cut.engine.wait(120)
     assert cut.run_info()["interrupted"] is True and cut.exit_code() == 143
+
+
+def test_the_dashboards_engine_reads_its_data_from_the_run_log(tmp_path):
+    """One path for live and replay: the dashboard's store is filled from the run log its child writes, so what
+    the dashboard shows is exactly what ``ttt-tui open`` / ``report`` read back, and no block is lost."""
+    from ttt_tui.runlog import read_run
+    from ttt_tui.session import Session
+
+    s = Session(_args("--out", str(tmp_path / "run")))
+    s.use_process_engine()
+    s.engine.start()
+    assert s.engine.wait(90)
+    assert s.engine.status.state == "finished" and s.engine.log_error is None
+    assert s.engine._reader is not None  # it did read the log (the queue carried no blocks)
+    logged = read_run(tmp_path / "run")
+    assert logged.end["state"] == "finished"
+    for layer in s.store.layer_ids:
+        _, live = s.store.view(layer)
+        _, replay = logged.store.view(layer)
+        assert live.shape == (1235, 3)
+        np.testing.assert_array_equal(live, replay)
+        assert s.store.summary(layer) == logged.store.summary(layer)
+    s.release()
+
+
+def test_when_the_log_fails_the_blocks_go_over_the_queue():
+    """A full disk mid-run: the child's writer sends the blocks from the failing one on over the queue and says
+    why; nothing is lost for the dashboard."""
+    import queue as queues
+
+    from ttt_tui.engine_process import _LogOrQueue
+
+    class Log:
+        def __init__(self):
+            self.blocks = []
+
+        def extend(self, blocks):
+            if len(self.blocks) == 2:
+                raise OSError(28, "No space left on device")
+            self.blocks.append(blocks)
+
+        def extend_signals(self, blocks):
+            pass
+
+        def status(self, state, audio_s):
+            pass
+
+    q = queues.Queue()
+    log = Log()
+    w = _LogOrQueue(log, q)
+    for i in range(5):
+        w.extend({0: np.full((2, 3), i, np.float32)})
+    assert [b[0][0, 0] for b in log.blocks] == [0, 1]
+    sent = [q.get_nowait() for _ in range(q.qsize())]
+    assert [kind for kind, _ in sent] == ["losses"] * 3
+    assert [b[0][0, 0] for _, b in sent] == [2, 3, 4]
+    assert "No space left" in w.error

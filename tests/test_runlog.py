@@ -217,6 +217,33 @@ def test_compare_two_runs(tmp_path, capsys):
     assert doc["runs"][1]["layers"]["0"]["verdict"] == "NOT_LEARNING"  # no inner step: the lines overlap
     assert {p.name for p in out.iterdir()} >= {"compare.txt", "compare_layer0.png", "compare_layer2.png"}
     assert "LAYER 2" in (out / "compare.txt").read_text()
+    check_compare_screen(a, b, tmp_path)
+
+
+def check_compare_screen(a, b, tmp_path):
+    """On a terminal, compare shows the table and, per layer, each run's benefit and improvement as lines."""
+    import asyncio
+
+    from ttt_tui.report.compare import compare_runs
+    from ttt_tui.tui.compare_view import CompareApp
+
+    cmp = compare_runs([a, b])
+    app = CompareApp(cmp, tmp_path / "cmp")
+
+    async def drive():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.3)
+            table = app.query_one("DataTable")
+            assert table.row_count == 6  # 3 common layers x 2 runs
+            await pilot.press("tab")
+            await pilot.pause(0.3)
+            assert app.selected == 1
+            app.save_screenshot(filename="compare.svg", path=str(tmp_path))
+            await pilot.press("q")
+
+    asyncio.run(drive())
+    svg = (tmp_path / "compare.svg").read_text()
+    assert "layer&#160;1:&#160;benefit" in svg and "NOT_LEARNING" in svg and "HEALTHY" in svg
 
 
 def test_compare_what_is_common(tmp_path, capsys):

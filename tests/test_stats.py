@@ -22,7 +22,8 @@ def direct(losses):
         "min": f.min(0),
         "max": f.max(0),
         "improvement": (f[:, 1] - f[:, 2]).mean(),
-        "benefit": (f[:, 0] - f[:, 1]).mean(),
+        "benefit": (f[:, 0] - f[:, 2]).mean(),
+        "context_gain": (f[:, 0] - f[:, 1]).mean(),
         "l0_trend": last[:, 0].mean() - first[:, 0].mean(),
         "lprev_trend": last[:, 1].mean() - first[:, 1].mean(),
         "gap_trend": (last[:, 0] - last[:, 2]).mean() - (first[:, 0] - first[:, 2]).mean(),
@@ -56,6 +57,7 @@ def test_incremental_equals_direct(n):
             assert got[name][k] == pytest.approx(ref[k][i], rel=1e-9)
     assert got["avg_improvement"] == pytest.approx(ref["improvement"], rel=1e-9)
     assert got["cumulative_benefit"] == pytest.approx(ref["benefit"], rel=1e-9)
+    assert got["context_gain"] == pytest.approx(ref["context_gain"], rel=1e-9)
     for k in ("l0_trend", "lprev_trend", "gap_trend"):
         assert got[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-12)
 

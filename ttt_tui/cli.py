@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--no-plots", action="store_true", help="skip the PNG plots in the report")
     io.add_argument(
+        "--window",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="statistics over time: window length, live and in the report (default 30 s)",
+    )
+    io.add_argument(
         "--tensorboard",
         default=None,
         metavar="LOGDIR",
@@ -131,8 +138,14 @@ def _validate(args) -> None:
         raise InputError("--refresh must be within 0.1..30 Hz")
     if not 0 < args.block_seconds <= 60:  # also refuses nan
         raise InputError("--block-seconds must be within (0, 60]")
+    _check_window(args.window)
     if args.tensorboard:
         _need_tensorboardx()
+
+
+def _check_window(window) -> None:
+    if window is not None and not 2 <= window <= 3600:  # also refuses nan
+        raise InputError("--window must be within 2..3600 seconds")
 
 
 def _need_tensorboardx() -> None:
@@ -151,12 +164,16 @@ def report_command(argv) -> int:
     )
     p.add_argument("folder", help="a report folder written by ttt-tui")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS", help="window length (default: the run's)")
     a = p.parse_args(argv)
+    _check_window(a.window)
     from .report import write_report
     from .runlog import read_run, run_info
 
     run = read_run(a.folder)
     info = run_info(run)
+    if a.window is not None:
+        info["window_s"] = a.window
     paths = write_report(run.folder, run.store, info, plots=not a.no_plots)
     how = {"killed": "was cut short", "running": "is still running (a snapshot)"}.get(info["state"], info["state"])
     files = ", ".join(p.name for p in paths.values())
@@ -208,6 +225,9 @@ def compare_command(argv) -> int:
     p.add_argument("folders", nargs="+", help="report folders written by ttt-tui (two or more)")
     p.add_argument("--out", default=None, help="where to write (default: ttt_tui_reports/compare-<time>-<hex>/)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--headless", action="store_true", help="no screen, only the files (also when stdout is not a terminal)"
+    )
     a = p.parse_args(argv)
     if len(a.folders) < 2:
         raise InputError("compare needs two or more run folders")
@@ -221,6 +241,12 @@ def compare_command(argv) -> int:
         raise InputError("these runs have no TTT layer in common: nothing to compare")
     out = Path(a.out) if a.out else default_out_dir("compare")
     paths = write_compare(out, cmp, plots=not a.no_plots)
+    if not a.headless and sys.stdout.isatty() and sys.stdin.isatty():
+        from .tui.compare_view import CompareApp
+        from .tui.run import size_from_the_terminal
+
+        size_from_the_terminal()
+        CompareApp(cmp, out).run()
     sys.stderr.write(render_text({k: v for k, v in cmp.items() if not k.startswith("_")}))
     print(f"comparison written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
     print(out)

@@ -56,3 +56,32 @@ def minmax_decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.n
         return x[idx], lo
     idx = pos.astype(np.int64)
     return x[idx], np.stack([lo, hi], 1).reshape(-1)
+
+
+def column_means(rows: np.ndarray, buckets: int):
+    """Per column of ``rows`` [n, k]: (positions, means) of about ``buckets`` buckets of consecutive rows, each
+    mean over the bucket's finite values placed at the bucket's centre (a bucket with none finite is dropped).
+    What a line chart draws once there are more rows than columns: the level, where min/max gives the spread."""
+    if rows.ndim == 1:
+        rows = rows[:, None]
+    n, k = rows.shape
+    if n == 0:
+        return [(np.zeros(0), np.zeros(0, np.float32)) for _ in range(k)]
+    size = max(1, -(-n // max(1, buckets)))
+    nb = -(-n // size)
+    pad = nb * size - n
+    a = np.ascontiguousarray(rows.T, dtype=np.float64)
+    fin = np.isfinite(a)
+    vals = np.where(fin, a, 0.0)
+    if pad:
+        vals = np.concatenate([vals, np.zeros((k, pad))], 1)
+        fin = np.concatenate([fin, np.zeros((k, pad), bool)], 1)
+    sums = vals.reshape(k, nb, size).sum(2)
+    counts = fin.reshape(k, nb, size).sum(2)
+    starts = np.arange(nb) * size
+    centres = (starts + np.minimum(starts + size, n) - 1) / 2.0
+    out = []
+    for c in range(k):
+        ok = counts[c] > 0
+        out.append((centres[ok], (sums[c, ok] / counts[c, ok]).astype(np.float32)))
+    return out

@@ -6,7 +6,7 @@ per layer. Verdicts, most severe first (also in the README):
 - DEGENERATIVE: mean(lprev - lafter) < -0.0001: the updates increase the loss (a negative improvement
   smaller than the 0.0001 "negligible" threshold is float noise around no learning: NOT_LEARNING).
 - NOT_LEARNING: mean(lprev - lafter) < 0.0001: the three lines overlap.
-- NOT_ADAPTING: the context does not help: mean(l0 - lprev) <= 0, or more than 50 % ordering violations,
+- NOT_ADAPTING: the context does not help: context gain mean(l0 - lprev) <= 0, or more than 50 % ordering violations,
   or lprev rising while the l0 - lafter gap does not widen.
 - HEALTHY: none of these (warnings such as ABNORMAL LOSS RANGE or ELEVATED VIOLATION RATE, 10-50 %
   violations, are listed with it).
@@ -93,12 +93,12 @@ def findings(s: dict) -> list[Finding]:
         if widening:
             text += " (but the l0 - lafter gap widens: the rise is shared with l0, not divergence)"
         out.append(Finding("LPREV_INCREASING", text, "info" if widening else "error"))
-    benefit = s["cumulative_benefit"]
-    if n > 10 and not math.isnan(benefit) and benefit <= 0 and (s["l0"]["mean"] != s["lprev"]["mean"]):
+    gain = s["context_gain"]
+    if n > 10 and not math.isnan(gain) and gain <= 0 and (s["l0"]["mean"] != s["lprev"]["mean"]):
         out.append(
             Finding(
-                "NO_BENEFIT",
-                "NO CUMULATIVE BENEFIT: mean(l0 - lprev) <= 0, the weights learned from "
+                "NO_CONTEXT_GAIN",
+                "NO CONTEXT GAIN: mean(l0 - lprev) <= 0, the weights learned from "
                 "context do no better than the stream-start weights",
                 "error",
             )
@@ -116,7 +116,7 @@ def verdict(s: dict, fs: list[Finding] | None = None) -> str:
         return "DEGENERATIVE"
     if "MINIMAL_IMPROVEMENT" in codes:
         return "NOT_LEARNING"
-    if codes & {"HIGH_VIOLATION_RATE", "LPREV_INCREASING", "NO_BENEFIT"}:
+    if codes & {"HIGH_VIOLATION_RATE", "LPREV_INCREASING", "NO_CONTEXT_GAIN"}:
         return "NOT_ADAPTING"
     return "HEALTHY"
 

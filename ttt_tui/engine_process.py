@@ -2,8 +2,12 @@
 
 The default model's inference is bound by Python-side op dispatch, so in one process it shares the GIL with
 the Textual app: on 2 cores the UI cost a quarter of the inference speed (bench/RESULTS.md). In a child
-process each has its own interpreter. The child runs the same ``Engine`` and sends loss blocks and status
-over a queue; a receiver thread here appends them to the store the UI reads. Same interface as ``Engine``.
+process each has its own interpreter. The child runs the same ``Engine`` and writes the run log
+(``runlog``); a receiver thread here reads that log into the store the UI reads, with the same reader that
+``ttt-tui open`` and ``ttt-tui report`` use: the dashboard shows what the log holds, live or replayed.
+A queue carries only what is not data: the child's status (state, audio seconds, microphone level) and,
+should the log fail mid-run (a full disk), the blocks from then on, so that the dashboard and its report
+still get everything. Same interface as ``Engine``.
 """
 
 from __future__ import annotations
@@ -22,19 +26,54 @@ from .store import LossStore
 STATUS_EVERY_S = 0.1
 
 
-class _QueueStore:
-    """The child's store: forwards each block to the parent."""
+POLL_S = 0.1  # how often the parent reads the log: new blocks reach the screen within this
 
-    def __init__(self, q):
-        self.q = q
+
+class _NoStore:
+    """The child keeps nothing in memory: the log is its record (and the parent's)."""
 
     def extend(self, blocks: dict) -> None:
-        if blocks:
-            self.q.put(("losses", blocks))
+        pass
 
     def extend_signals(self, blocks: dict) -> None:
+        pass
+
+
+class _LogOrQueue:
+    """The child's log writer: blocks go into the run log; if the log cannot be written (no log asked for, a
+    full disk), they go over the queue instead, from that block on, and ``error`` says why."""
+
+    def __init__(self, log, q):
+        self.log, self.q = log, q
+        self.error: str | None = None
+
+    def _put(self, kind: str, write, blocks: dict) -> None:
+        if self.log is not None:
+            try:
+                write(blocks)
+                return
+            except Exception as e:
+                self.error = f"the run log stopped: {type(e).__name__}: {e}; the dashboard's report has everything"
+                self.log = None
         if blocks:
-            self.q.put(("signals", blocks))
+            self.q.put((kind, blocks))
+
+    def extend(self, blocks: dict) -> None:
+        self._put("losses", self.log and self.log.extend, blocks)
+
+    def extend_signals(self, blocks: dict) -> None:
+        self._put("signals", self.log and self.log.extend_signals, blocks)
+
+    def status(self, state: str, audio_s: float) -> None:
+        if self.log is not None:
+            try:
+                self.log.status(state, audio_s)
+            except Exception:
+                pass  # the next block's write says it, if the log is gone
+
+    def close(self, end: dict) -> None:
+        if self.log is not None:
+            self.log.close(end)
 
 
 def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: dict | None = None) -> None:
@@ -55,11 +94,12 @@ def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: d
         backend = make_backend(ns)
         source = make_source(ns, backend)
         # the inference process writes the run log
-        log = RunLogWriter(ns.out, log_header) if log_header is not None else None
+        log = _LogOrQueue(RunLogWriter(ns.out, log_header) if log_header is not None else None, q)
     except InputError as e:
         q.put(("status", {"state": "error", "error": str(e)}))
         _leave(q)
-    eng = Engine(source, backend, _QueueStore(q), out_dir=ns.out, log=log)
+    q.put(("log", log.log is not None))  # the parent may open the log now
+    eng = Engine(source, backend, _NoStore(), out_dir=ns.out, log=log)
     eng.start()
     paused = False
     while not eng.wait(STATUS_EVERY_S):
@@ -68,8 +108,8 @@ def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: d
         if pause_ev.is_set() != paused:
             paused = pause_ev.is_set()
             eng.pause() if paused else eng.resume()
-        q.put(("status", _status(eng, source)))
-    q.put(("status", _status(eng, source)))
+        q.put(("status", _status(eng, source, log)))
+    q.put(("status", _status(eng, source, log)))
     _leave(q)
 
 
@@ -83,8 +123,9 @@ def _leave(q) -> None:
     os._exit(0)
 
 
-def _status(eng, source) -> dict:
+def _status(eng, source, log: _LogOrQueue) -> dict:
     st = asdict(eng.status)
+    st["log_error"] = log.error or eng.log_error
     st["level_db"] = getattr(source, "level_db", None)
     st["dropped_blocks"] = getattr(source, "dropped_blocks", None)
     st["peak_level_db"] = getattr(source, "peak_level_db", None)
@@ -104,6 +145,8 @@ class ProcessEngine(EngineControl):
         self._pause = self._ctx.Event()
         self._stop = self._ctx.Event()
         self._proc = None
+        self.log_error: str | None = None
+        self._reader = None  # the run log's reader, once the child has made the log
 
     def start(self) -> None:
         self.started_at = time.time()
@@ -135,14 +178,37 @@ class ProcessEngine(EngineControl):
             self._proc.join(timeout=2)
         return ok
 
+    def _read_log(self) -> None:
+        """The blocks the child committed since the last read (also those of a child that was killed)."""
+        if self._reader is not None:
+            try:
+                self._reader.poll(self.store)
+            except Exception as e:  # the log went bad under us: keep what was read, say so
+                self.log_error = f"the run log could not be read: {e}"
+                self._reader = None
+
+    def _open_log(self) -> None:
+        from .errors import InputError
+        from .runlog import RunLogReader
+
+        try:
+            self._reader = RunLogReader(self.args.out)
+        except InputError as e:
+            self.log_error = f"the run log could not be read: {e}"
+
     def _receive(self) -> None:
         st = self.status
+        read_at = 0.0
         try:
             while True:
+                if time.monotonic() - read_at >= POLL_S:
+                    read_at = time.monotonic()
+                    self._read_log()
                 try:
-                    kind, payload = self._q.get(timeout=0.2)
+                    kind, payload = self._q.get(timeout=POLL_S)
                 except queue.Empty:
                     if self._proc is not None and not self._proc.is_alive():
+                        self._read_log()  # what it committed before it died
                         if self._stop.is_set() and st.state not in ("finished", "error"):
                             st.state = "stopped"  # stopped while loading, and ended by abandon()
                         elif st.state not in ("finished", "stopped", "error"):
@@ -150,13 +216,18 @@ class ProcessEngine(EngineControl):
                             st.error_detail = st.error
                         return
                     continue
-                if kind == "losses":
+                if kind == "log":
+                    if payload:
+                        self._open_log()
+                elif kind == "losses":  # the log could not take them
+                    self._read_log()  # first what the log has, so that the rows stay in order
                     self.store.extend(payload)
                 elif kind == "signals":
                     self.store.extend_signals(payload)
                 elif kind == "status":
                     level, dropped = payload.pop("level_db", None), payload.pop("dropped_blocks", None)
                     peak = payload.pop("peak_level_db", None)
+                    self.log_error = payload.pop("log_error", None) or self.log_error
                     if peak is not None:
                         self.source.peak_level_db = peak
                     if level is not None:
@@ -171,7 +242,10 @@ class ProcessEngine(EngineControl):
                     if self._pause.is_set() and st.state == "running":
                         st.state = "paused"
                 elif kind == "done":
+                    self._read_log()  # the last blocks, committed before the child said done
                     return
         finally:
+            if self._reader is not None:
+                self._reader.close()
             self.ended_at = time.time()
             self._done.set()

@@ -197,6 +197,7 @@ class Session:
                 "python": platform.python_version(),
             },
             "started": self.started.isoformat(timespec="seconds"),
+            "window_s": getattr(self.args, "window", None),
             "wall_s": round(self.engine.wall_s, 3),
             "realtime_factor": round(st.realtime_factor, 2),
             "state": st.state,

@@ -2,6 +2,11 @@
 kept incrementally: each appended block updates running moments, so the live counters and the final report
 are the same numbers.
 
+One definition of each derived quantity, everywhere (dashboard, report, PNGs, compare, TensorBoard, README):
+improvement ``lprev - lafter`` (what this step's update bought), benefit ``l0 - lafter`` (what all inner
+learning up to and including this step bought; the users' plot's "cumulative benefit"), context gain
+``l0 - lprev`` (what the context before this token bought; benefit = context gain + improvement).
+
 Positions with a NaN or Inf are counted (``nonfinite``) and are ordering violations (the rule
 ``not (l0 >= lprev >= lafter)`` is true for them); means, std, min, max, improvement and trends are over the
 finite positions.
@@ -32,7 +37,8 @@ class LayerStats:
         self.min = np.full(3, np.inf)
         self.max = np.full(3, -np.inf)
         self.sum_improvement = 0.0  # lprev - lafter
-        self.sum_benefit = 0.0  # l0 - lprev
+        self.sum_benefit = 0.0  # l0 - lafter: what the inner learning so far plus this step bought
+        self.sum_context_gain = 0.0  # l0 - lprev: what the context before this token bought
         # per bin of TREND_BIN positions: sums of (l0, lprev, l0 - lafter) and count of finite rows
         self._bins = np.zeros((0, 4))
 
@@ -56,7 +62,8 @@ class LayerStats:
             self.min = np.minimum(self.min, fin.min(0))
             self.max = np.maximum(self.max, fin.max(0))
             self.sum_improvement += float((fin[:, 1] - fin[:, 2]).sum())
-            self.sum_benefit += float((fin[:, 0] - fin[:, 1]).sum())
+            self.sum_benefit += float((fin[:, 0] - fin[:, 2]).sum())
+            self.sum_context_gain += float((fin[:, 0] - fin[:, 1]).sum())
         self._add_to_bins(self.n, block, finite)
         self.n += block.shape[0]
 
@@ -102,11 +109,12 @@ class LayerStats:
                 }
             out["avg_improvement"] = self.sum_improvement / nf
             out["cumulative_benefit"] = self.sum_benefit / nf
+            out["context_gain"] = self.sum_context_gain / nf
         else:
             nan = float("nan")
             for name in LOSS_NAMES:
                 out[name] = {"mean": nan, "std": nan, "min": nan, "max": nan}
-            out["avg_improvement"] = out["cumulative_benefit"] = nan
+            out["avg_improvement"] = out["cumulative_benefit"] = out["context_gain"] = nan
         q = n // 4
         out["trend_available"] = n > 10
         if q:

@@ -11,6 +11,7 @@ import numpy as np
 from ..diagnosis import diagnose
 from ..files import atomic, default_out_dir  # noqa: F401 (default_out_dir: the report folder's default)
 from ..store import LossStore
+from ..windows import DEFAULT_WINDOW_S, layer_windows
 from .plots import plot_layer
 from .text import render
 
@@ -32,14 +33,28 @@ def _clean(x):
     return x
 
 
-def layer_results(store: LossStore) -> dict:
+def layer_results(store: LossStore, window_s: float = DEFAULT_WINDOW_S) -> dict:
+    """Per layer (summary, verdict, findings, windows): the whole run, and the run over time."""
     out = {}
     for layer_id in store.layer_ids:
         s = store.summary(layer_id)
         s["signals"] = store.signal_summary(layer_id)
         verdict, fs = diagnose(s)
-        out[layer_id] = (s, verdict, fs)
+        _, data = store.view(layer_id)
+        out[layer_id] = (s, verdict, fs, layer_windows(data, store.frame_rate, window_s))
     return out
+
+
+WINDOW_KEYS = (
+    "start_s",
+    "end_s",
+    "n_positions",
+    "violation_rate",
+    "avg_improvement",
+    "cumulative_benefit",
+    "context_gain",
+    "verdict",
+)
 
 
 def write_csv(path: Path, store: LossStore, chunk: int = 200_000) -> None:
@@ -67,12 +82,15 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = _clean(run)
-    results = layer_results(store)
+    window_s = float(run.get("window_s") or DEFAULT_WINDOW_S)
+    run["window_s"] = window_s
+    results = layer_results(store, window_s)
     paths = {"text": out_dir / REPORT_TXT, "json": out_dir / REPORT_JSON, "csv": out_dir / LOSSES_CSV}
     with atomic(paths["text"]) as tmp:
         tmp.write_text(render(run, results), encoding="utf-8")
     layers = {}
-    for layer_id, (s, verdict, fs) in results.items():
+    for layer_id, (s, verdict, fs, lw) in results.items():
+        states = lw.window_states()
         layers[str(layer_id)] = {
             "verdict": verdict,
             "n_positions": s["n_positions"],
@@ -80,6 +98,7 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             "violations": s["violations"],
             "avg_improvement": s["avg_improvement"],
             "cumulative_benefit": s["cumulative_benefit"],
+            "context_gain": s["context_gain"],
             "nonfinite": s["nonfinite"],
             "l0": s["l0"],
             "lprev": s["lprev"],
@@ -89,6 +108,12 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             },
             "findings": [f.text for f in fs],
             "signals": s["signals"],
+            # over time: per window the report's statistics and verdict, and the regime it belongs to
+            # (``windows`` module: decided with standard errors, so that noise does not flicker)
+            "windows": [
+                {**{k: w[k] for k in WINDOW_KEYS}, "regime": st} for w, st in zip(lw.windows, states, strict=True)
+            ],
+            "changes": lw.changes(layer_id),
         }
         gate = (run.get("model_details") or {}).get("effective_gate", {}).get(str(layer_id))
         if gate is not None:
@@ -104,6 +129,6 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             if data.shape[0]:
                 p = out_dir / f"figure5_layer{layer_id}.png"
                 with atomic(p) as tmp:
-                    plot_layer(tmp, layer_id, data, store.frame_rate, note=plot_note(run))
+                    plot_layer(tmp, layer_id, data, store.frame_rate, note=plot_note(run), windows=results[layer_id][3])
                 paths[f"png{layer_id}"] = p
     return paths

@@ -63,7 +63,8 @@ def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding], gate:
         "🎯 Learning Quality:",
         f"   Ordering violations: {s['violations']}/{n} ({s['violation_rate']:.1f}%)",
         f"   Avg per-step improvement: {s['avg_improvement']:.6f}",
-        f"   Cumulative benefit, mean(l0 - lprev): {s['cumulative_benefit']:.6f}",
+        f"   Cumulative benefit, mean(l0 - lafter): {s['cumulative_benefit']:.6f}",
+        f"   Context gain, mean(l0 - lprev): {s['context_gain']:.6f}",
         "",
     ]
     lines.append("🔍 Diagnosis:")
@@ -140,6 +141,60 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
     if run.get("error"):
         lines += [f"❌ MODEL ERROR: {run['error']}", ""]
     gates = (run.get("model_details") or {}).get("effective_gate", {})
-    for layer_id, (s, verdict, fs) in layers.items():
+    for layer_id, (s, verdict, fs, lw) in layers.items():
         lines += layer_section(layer_id, s, verdict, fs, gates.get(str(layer_id)))
+        lines += over_time(layer_id, lw)
     return "\n".join(lines) + "\n"
+
+
+MAX_ROWS = 24  # a long run's windows are merged into at most this many rows
+
+
+def _merge(ws: list[dict], regimes: list) -> dict:
+    """Consecutive windows as one row: means weighted by their positions; the regimes they span."""
+    n = sum(w["n_positions"] for w in ws)
+
+    def mean(key):
+        vals = [(w[key], w["n_positions"]) for w in ws if w[key] is not None and not math.isnan(w[key])]
+        return sum(v * k for v, k in vals) / sum(k for _, k in vals) if vals else float("nan")
+
+    seen = list(dict.fromkeys(r or "-" for r in regimes))
+    return {
+        "start_s": ws[0]["start_s"],
+        "end_s": ws[-1]["end_s"],
+        "n_positions": n,
+        "violation_rate": mean("violation_rate"),
+        "avg_improvement": mean("avg_improvement"),
+        "cumulative_benefit": mean("cumulative_benefit"),
+        "regime": " > ".join(seen),
+    }
+
+
+def over_time(layer_id: int, lw) -> list[str]:
+    """The layer over consecutive windows (condensed for long runs) and its regime changes."""
+    from ..windows import STATE_WORDS, clock
+
+    if not lw.windows:
+        return []
+    states = lw.window_states()
+    group = -(-len(lw.windows) // MAX_ROWS)
+    rows = [_merge(lw.windows[i : i + group], states[i : i + group]) for i in range(0, len(lw.windows), group)]
+    merged = f", {group} windows per row" if group > 1 else ""
+    lines = [
+        f"⏱️  Over time (windows of {lw.window_s:g} s{merged}; regime: decided with standard errors, README):",
+        f"   {'from':>8} {'to':>8} {'positions':>9} {'viol %':>7} {'improvement':>12} {'benefit':>9}  regime",
+    ]
+    for r in rows:
+        lines.append(
+            f"   {clock(r['start_s']):>8} {clock(r['end_s']):>8} {r['n_positions']:>9} {r['violation_rate']:7.1f} "
+            f"{r['avg_improvement']:12.5f} {r['cumulative_benefit']:9.4f}  {r['regime']}"
+        )
+    lines.append("")
+    changes = lw.changes(layer_id)
+    if lw.regimes:
+        lines.append(f"   From the start: {STATE_WORDS[lw.regimes[0]['state']]}.")
+    for c in changes:
+        lines.append(f"   🔀 {c['finding']}")
+    if not changes and lw.regimes:
+        lines.append("   No change of regime.")
+    return lines + [""]
