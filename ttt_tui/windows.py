@@ -6,21 +6,22 @@ with the report's statistics and verdict (the same rules, ``stats`` and ``diagno
 flickers on noisy losses (near a threshold, one window is HEALTHY and the next DEGENERATIVE), so regimes are
 decided statistically:
 
-- Each window is split into ``SUB_BLOCKS`` consecutive sub-blocks; the standard error of a window's mean
+- Each window is split into ``SUB_BLOCKS`` consecutive sub-blocks; the standard error (SE) of a window's mean
   improvement, violation rate and context gain is the spread of the sub-block means over sqrt(SUB_BLOCKS)
   ("batch means": neighbouring tokens are correlated, so the per-token spread over sqrt(n) would be far too
   small).
-- A regime has a level: the mean of its windows' numbers, with a standard error (the larger of the pooled
-  window errors and the windows' spread over sqrt(count)). A window *departs* from it when one of the three
-  numbers differs by more than ``Z`` = 3 combined standard errors.
-- ``PERSIST`` = 3 departing windows in a row make a candidate regime (a window back at the level cancels it):
-  its label is the report's verdict rules applied to the candidate windows pooled, with 2 standard errors of
-  margin on the improvement (DEGENERATIVE only if surely below -0.0001, NOT_LEARNING unless surely above
-  0.0001); then NOT_ADAPTING (violations > 50 % or context gain <= 0), ELEVATED_VIOLATIONS (10-50 %), HEALTHY.
-  A new label is a change, dated at the start of the first departing window (within one window of the true
-  time); the same label re-anchors the level and says nothing. A window with a NaN/Inf or mean l0 > 10 is
-  EXPLODING at once (NaN is not noise).
-- The first regime is the label of the first ``PERSIST`` windows.
+- A window's *state*, with ``Z`` = 3 SE of margin: EXPLODING (a NaN/Inf, or mean l0 > 10: no margin needed);
+  DEGENERATIVE (improvement surely below -0.0001); NOT_LEARNING (improvement not surely above 0.0001);
+  otherwise the layer surely learns, and the state is NOT_ADAPTING (violations surely above 50 %, or context
+  gain surely <= 0), HEALTHY (violations surely below 10 %) or ELEVATED_VIOLATIONS (surely 10-50 %). A window
+  whose violation rate or context gain straddles a threshold has no state: it neither starts nor breaks a
+  change.
+- A change of regime needs ``PERSIST`` = 3 windows in a row whose state differs from the regime's (a window in
+  the regime's state cancels them), and the same rule applied to those windows pooled (their means, and the SE
+  of the pooled mean) must give a state other than the regime's: that state is the new regime, dated at the
+  start of the first of those windows (within one window of the true time). EXPLODING needs one window: NaN is
+  not noise.
+- The first regime is the pooled state of the first ``PERSIST`` windows with a state.
 """
 
 from __future__ import annotations
@@ -86,52 +87,51 @@ def window_stats(rows: np.ndarray, start: int, frame_rate: float) -> dict:
     return out
 
 
-METRICS = (
-    ("avg_improvement", "improvement_se"),
-    ("violation_rate", "violation_rate_se"),
-    ("context_gain", "context_gain_se"),
-)
-
-
 def _exploding(w: dict) -> bool:
     return bool(w["nonfinite"]) or (not math.isnan(w["l0_mean"]) and w["l0_mean"] > 10.0)
 
 
-def _level(windows: list[dict]) -> dict:
-    """Per metric (mean, standard error) of a run of windows."""
-    out = {}
-    for key, se_key in METRICS:
-        vals = np.array([w[key] for w in windows], dtype=np.float64)
-        ses = np.array([w[se_key] for w in windows], dtype=np.float64)
-        pooled = math.sqrt(float((ses**2).sum())) / len(vals)
-        spread = float(vals.std(ddof=1)) / math.sqrt(len(vals)) if len(vals) > 1 else 0.0
-        out[key] = (float(vals.mean()), max(pooled, spread))
-    return out
-
-
-def _departs(w: dict, level: dict) -> bool:
-    for key, se_key in METRICS:
-        m, se = level[key]
-        if abs(w[key] - m) > Z * math.sqrt(w[se_key] ** 2 + se**2):
-            return True
-    return False
-
-
-def label(windows: list[dict]) -> str:
-    """The report's verdict rules on windows pooled (the margins: see the module's docstring)."""
-    if any(_exploding(w) for w in windows):
+def state(w: dict) -> str | None:
+    """A window's state (or several windows pooled: ``pool``), by the rules of the module's docstring."""
+    if _exploding(w):
         return "EXPLODING"
-    lv = _level(windows)
-    imp, imp_se = lv["avg_improvement"]
-    if imp + 2 * imp_se < -MIN_IMPROVEMENT:
+    if "improvement_se" not in w:  # too short for an error bar
+        return None
+    imp, imp_m = w["avg_improvement"], Z * w["improvement_se"]
+    if imp + imp_m < -MIN_IMPROVEMENT:
         return "DEGENERATIVE"
-    if imp - 2 * imp_se < MIN_IMPROVEMENT:
+    if imp - imp_m < MIN_IMPROVEMENT:
         return "NOT_LEARNING"
-    if lv["violation_rate"][0] > 50.0 or lv["context_gain"][0] <= 0:
+    vr, vr_m = w["violation_rate"], Z * w["violation_rate_se"]
+    gain, gain_m = w["context_gain"], Z * w["context_gain_se"]
+    if vr - vr_m > 50.0 or gain + gain_m <= 0:
         return "NOT_ADAPTING"
-    if lv["violation_rate"][0] >= 10.0:
+    if vr + vr_m >= 50.0 or gain - gain_m <= 0:
+        return None
+    if vr + vr_m < 10.0:
+        return "HEALTHY"
+    if vr - vr_m >= 10.0:
         return "ELEVATED_VIOLATIONS"
-    return "HEALTHY"
+    return None
+
+
+def pool(windows: list[dict]) -> dict:
+    """Windows as one sample: means weighted by positions; the SE of the pooled mean."""
+    n = np.array([w["n_positions"] for w in windows], dtype=np.float64)
+    wt = n / n.sum()
+    out = {
+        "nonfinite": sum(w["nonfinite"] for w in windows),
+        "l0_mean": float(np.dot(wt, [w["l0_mean"] for w in windows])),
+    }
+    for key, se_key in (
+        ("avg_improvement", "improvement_se"),
+        ("violation_rate", "violation_rate_se"),
+        ("context_gain", "context_gain_se"),
+    ):
+        out[key] = float(np.dot(wt, [w[key] for w in windows]))
+        if all(se_key in w for w in windows):
+            out[se_key] = float(np.sqrt(np.dot(wt**2, [w[se_key] ** 2 for w in windows])))
+    return out
 
 
 class LayerWindows:
@@ -146,8 +146,7 @@ class LayerWindows:
         self.persist = persist
         self.windows: list[dict] = []
         self.regimes: list[dict] = []  # {state, start_s, first_window}: the established regimes, in order
-        self._level_windows: list[dict] = []  # the windows that set the current regime's level
-        self._pending: list[int] = []  # consecutive windows departing from it
+        self._pending: list[int] = []  # consecutive windows whose state is not the regime's
         self._done = 0  # positions covered by completed windows
         self._finished = False
 
@@ -168,38 +167,34 @@ class LayerWindows:
             self._done = data.shape[0]
         self._finished = True
 
-    def _new_regime(self, state: str, first: int, level: list[dict]) -> None:
+    def _new_regime(self, new: str, first: int) -> None:
         start = 0.0 if not self.regimes else self.windows[first]["start_s"]
-        self.regimes.append({"state": state, "start_s": start, "first_window": 0 if not self.regimes else first})
-        self._level_windows = level
+        self.regimes.append({"state": new, "start_s": start, "first_window": 0 if not self.regimes else first})
         self._pending = []
 
     def _add(self, w: dict) -> None:
         i = len(self.windows)
+        w["state"] = st = state(w)
         self.windows.append(w)
-        if _exploding(w):
+        if st == "EXPLODING":
             if self.state != "EXPLODING":
-                self._new_regime("EXPLODING", i, [])
+                self._new_regime("EXPLODING", i)
             return
-        if "improvement_se" not in w:  # too short for an error bar
+        if st is None:  # straddles a threshold: neither starts nor breaks a change
+            return
+        if st == self.state:
+            self._pending = []  # back in the regime: the excursion was noise
             return
         self._pending.append(i)
-        pending = [self.windows[j] for j in self._pending]
-        if not self.regimes:
-            if len(pending) >= self.persist:
-                self._new_regime(label(pending), 0, pending)
+        if len(self._pending) < self.persist:
             return
-        if self._level_windows and not _departs(w, _level(self._level_windows)):
-            self._pending = []  # back at the level: the excursion was noise
-            self._level_windows.append(w)
-            return
-        if len(pending) >= self.persist:
-            new = label(pending)
-            if new != self.state:
-                self._new_regime(new, self._pending[0], pending)
-            else:  # the level moved, the verdict did not: nothing to say
-                self._level_windows = pending
-                self._pending = []
+        new = state(pool([self.windows[j] for j in self._pending]))
+        if new is not None and new != self.state:
+            self._new_regime(new, self._pending[0])
+        elif self.regimes:  # pooled, the windows are in the regime after all (or undecided): noise
+            self._pending = []
+        else:  # no first regime yet: slide on
+            self._pending.pop(0)
 
     @property
     def state(self) -> str | None:
