@@ -41,8 +41,8 @@ def test_empty_history():
     assert [len(p) for p, _, _ in minmax_columns(np.zeros((0, 3), np.float32), 100)] == [0, 0, 0]
     xd, yd = minmax_decimate(np.zeros(0), np.zeros(0), 100)
     assert len(xd) == len(yd) == 0
-    _, series, decimated = chart_series(np.zeros((0, 3), np.float32), 50.0, ViewSettings(), 100)
-    assert not decimated and all(len(x) == 0 for x, _ in series)
+    chart = chart_series(np.zeros((0, 3), np.float32), 50.0, ViewSettings(), 100)
+    assert not chart.decimated and all(len(x) == 0 for x, _ in chart.lines)
 
 
 def test_column_means_are_bucket_means_ignoring_non_finite():

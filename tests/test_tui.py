@@ -114,20 +114,34 @@ def test_finished_run_report_and_svg_screenshot(tmp_path):
 
 
 def test_chart_series_windows_and_decimates():
+    """An hour is drawn as one mean per column (lines) over each column's min and max (the band, spikes kept)."""
     n = 1_000_000
     data = np.stack([np.full(n, 2.0), np.linspace(1, 0.5, n), np.linspace(0.9, 0.4, n)], 1).astype(np.float32)
-    data[123_456, 0] = 50.0  # a spike survives decimation
-    xlabel, series, decimated = chart_series(data, 50.0, ViewSettings(), columns=180)
-    assert xlabel == "seconds of audio" and decimated
-    for x, y in series:
-        assert len(x) == len(y) <= 360
-    assert series[0][1].max() == 50.0
-    view = ViewSettings(zoom=4, x_seconds=False)  # last 10 s, token axis
-    _, series, _ = chart_series(data, 50.0, view, columns=180)
-    assert series[1][0].min() == n - 500 and series[1][0].max() == n - 1
+    data[123_456, 0] = 50.0  # a spike survives decimation, in the band
+    chart = chart_series(data, 50.0, ViewSettings(), columns=180)
+    assert chart.xlabel == "seconds of audio" and chart.decimated and chart.names == ("l0", "lprev", "lafter")
+    for x, y in chart.lines:
+        assert len(x) == len(y) <= 180 and np.all(np.diff(x) > 0)
+    assert chart.bands[0][1].max() == 50.0 and chart.lines[0][1].max() < 3.0  # the line is the level
+    np.testing.assert_allclose(chart.lines[1][1][[0, -1]], [1.0, 0.5], atol=2e-3)
+    view = ViewSettings(zoom=4, x_seconds=False)  # last 10 s, token axis: every sample, as lines
+    chart = chart_series(data, 50.0, view, columns=1000)
+    assert chart.lines[1][0].min() == n - 500 and chart.lines[1][0].max() == n - 1 and not chart.bands
     frozen = ViewSettings(follow=False, frozen_n=1000)
-    _, series, _ = chart_series(data, 50.0, frozen, columns=180)
-    assert series[0][0].max() <= 999 / 50.0
+    chart = chart_series(data, 50.0, frozen, columns=180)
+    assert chart.lines[0][0].max() <= 999 / 50.0
+
+
+def test_chart_views_gains_and_violations():
+    rows = np.array([[3.0, 2.0, 1.5], [3.0, 2.5, 2.6], [1.0, 2.0, 1.0]] * 400, np.float32)  # 2 of 3 violate
+    gains = chart_series(rows, 50.0, ViewSettings(mode="gains"), columns=2000)
+    assert gains.names[0].startswith("improvement") and gains.hlines == (0.0,)
+    np.testing.assert_allclose(gains.lines[0][1][:3], [0.5, -0.1, 1.0], atol=1e-6)  # lprev - lafter
+    np.testing.assert_allclose(gains.lines[1][1][:3], [1.5, 0.4, 0.0], atol=1e-6)  # l0 - lafter
+    viol = chart_series(rows, 50.0, ViewSettings(mode="violations"), columns=2000)
+    assert viol.hlines == (10.0, 50.0) and not viol.bands
+    x, y = viol.lines[0]
+    assert len(x) == 1200 // 20 and np.allclose(y, 200 / 3, atol=4)  # at least 20 positions per point
 
 
 def test_moving_average_matches_direct():
@@ -138,22 +152,25 @@ def test_moving_average_matches_direct():
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (installed by .ci/run)")
-def test_end_to_end_in_tmux(tmp_path):
-    """The real command in a real terminal: read the screen, quit with q, check the report."""
-    name = f"ttt-e2e-{os.getpid()}"
+@pytest.mark.parametrize("width,height", [(200, 60), (80, 24)])
+def test_end_to_end_in_tmux(tmp_path, width, height):
+    """The real command in a real terminal, a big one and an 80x24 SSH pane: read the screen (state, report
+    folder, every layer, a chart), quit with q, check the report."""
+    name = f"ttt-e2e-{os.getpid()}-{width}"
     out = tmp_path / "rep"
     cmd = (
         f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} "
         f"--torch-device cpu; echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
     )
-    subprocess.run(["tmux", "new-session", "-d", "-x", "200", "-y", "60", "-s", name, cmd], check=True)
+    subprocess.run(["tmux", "new-session", "-d", "-x", str(width), "-y", str(height), "-s", name, cmd], check=True)
     try:
         screen, t0 = "", time.time()
         while time.time() - t0 < 60 and not ("FINISHED" in screen and "report:" in screen):
             time.sleep(0.5)
             screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
         assert "FINISHED" in screen, screen
-        assert screen.count("HEALTHY") >= 3 and "layer 2" in screen and "seconds of audio" in screen
+        assert screen.count("HEALTHY") >= 3 and "layer 2" in screen and "seconds of audio" in screen, screen
+        assert f"report: {out}"[: width - 30] in screen, screen
         assert "Traceback" not in screen
         subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
         t0 = time.time()
@@ -303,3 +320,26 @@ def test_any_keys_at_any_speed(tmp_path):
         return app.return_code
 
     assert asyncio.run(scenario()) == 0
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (installed by .ci/run)")
+def test_term_dumb_gets_the_headless_progress(tmp_path):
+    """A terminal that cannot move its cursor (TERM=dumb: Emacs' shell, some CI consoles) gets progress lines
+    and the report, not a broken screen."""
+    name = f"ttt-dumb-{os.getpid()}"
+    out = tmp_path / "rep"
+    cmd = (
+        f"cd {ROOT} && TERM=dumb PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} "
+        f"--torch-device cpu --no-plots; echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-x", "120", "-y", "30", "-s", name, cmd], check=True)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 60 and not (tmp_path / "exit").exists():
+            time.sleep(0.3)
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    assert (tmp_path / "exit").read_text().strip() == "EXIT=0"
+    assert f"report written to {out}/" in screen and "[finished]" in screen, screen
+    assert (out / "report.json").exists() and not (out / "dashboard.svg").exists()

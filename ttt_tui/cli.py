@@ -18,15 +18,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"ttt-tui: {message} (see ttt-tui --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="ttt-tui",
-        description="Stream audio through a TTT model and follow, per TTT layer, the Figure-5 losses "
-        "l0 (stream-start weights), lprev (before the update) and lafter (after it).",
-        epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 130/143/129 on SIGINT/SIGTERM/SIGHUP "
-        "(the report is written first).",
-    )
-    p.add_argument("input", nargs="?", help="audio file: WAV, FLAC, OGG/Vorbis, Opus, MP3; any rate, any channels")
+def build_parser(dataset: bool = False) -> argparse.ArgumentParser:
+    """The run's options; ``dataset``: those of ``ttt-tui eval`` (many inputs, shards, merge), the same run
+    options for every file."""
+    if dataset:
+        p = _Parser(
+            prog="ttt-tui eval",
+            description="Figure 5 over a data set: every file as its own run (DIR/runs/), then per layer the losses "
+            "averaged across files by position with a 95%% band, pooled verdicts and the files worst first "
+            "(eval.json, eval.txt, eval_layer<L>.png). Resumable; torchrun shards the files across ranks.",
+            epilog="Exit codes: 0 done, 3 some files failed (listed with the reason; the rest is evaluated), "
+            "2 bad usage or input, 1 internal error, 130/143 on SIGINT/SIGTERM (finished files are kept).",
+        )
+        p.add_argument("inputs", nargs="*", help="audio files, folders (recursively) or manifests (one path a line)")
+        p.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N parts (SLURM job arrays)")
+        p.add_argument("--merge", nargs="+", default=None, metavar="DIR", help="merge eval folders (shards) into --out")
+    else:
+        p = _Parser(
+            prog="ttt-tui",
+            description="Stream audio through a TTT model and follow, per TTT layer, the Figure-5 losses "
+            "l0 (stream-start weights), lprev (before the update) and lafter (after it).",
+            epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 130/143/129 on "
+            "SIGINT/SIGTERM/SIGHUP (the report is written first).",
+        )
+        p.add_argument("input", nargs="?", help="audio file: WAV, FLAC, OGG/Vorbis, Opus, MP3; any rate, any channels")
     p.add_argument("--version", action="version", version=f"ttt-tui {__version__}")
     io = p.add_argument_group("input and output")
     io.add_argument("--sample", action="store_true", help="the bundled 24.7 s speech sample (shipped with the package)")
@@ -143,6 +158,12 @@ def _validate(args) -> None:
         _need_tensorboardx()
 
 
+def screen_capable() -> bool:
+    """A terminal that can show the dashboard: stdin and stdout are terminals, and TERM is not "dumb" (Emacs'
+    shell, some CI consoles: no cursor movement; they get the headless progress lines instead)."""
+    return sys.stdout.isatty() and sys.stdin.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
 def _check_window(window) -> None:
     if window is not None and not 2 <= window <= 3600:  # also refuses nan
         raise InputError("--window must be within 2..3600 seconds")
@@ -195,8 +216,10 @@ def open_command(argv) -> int:
     p.add_argument("--refresh", type=float, default=2.0, help="chart redraws per second (default 2)")
     p.add_argument("--marker", choices=("braille", "hd", "dot", "ascii"), default="braille")
     a = p.parse_args(argv)
-    if not (sys.stdout.isatty() and sys.stdin.isatty()):
-        raise InputError("open shows the dashboard and needs a terminal; in a batch job use `ttt-tui report DIR`")
+    if not screen_capable():
+        raise InputError(
+            "open shows the dashboard and needs a terminal (not TERM=dumb); in a batch job use `ttt-tui report DIR`"
+        )
     if not 0.1 <= a.refresh <= 30:
         raise InputError("--refresh must be within 0.1..30 Hz")
     from .tui.app import DashboardApp
@@ -241,7 +264,7 @@ def compare_command(argv) -> int:
         raise InputError("these runs have no TTT layer in common: nothing to compare")
     out = Path(a.out) if a.out else default_out_dir("compare")
     paths = write_compare(out, cmp, plots=not a.no_plots)
-    if not a.headless and sys.stdout.isatty() and sys.stdin.isatty():
+    if not a.headless and screen_capable():
         from .tui.compare_view import CompareApp
         from .tui.run import size_from_the_terminal
 
@@ -277,11 +300,80 @@ def tensorboard_command(argv) -> int:
     return EXIT_OK
 
 
+EXIT_SOME_FAILED = 3
+
+
+def eval_command(argv) -> int:
+    """``ttt-tui eval INPUTS... --out DIR``: a data set, resumable, sharded (``--shard``, torchrun), merged."""
+    from pathlib import Path
+
+    from .evaluation.aggregate import merge, render_text, write_eval
+    from .evaluation.inputs import expand, parse_shard, record, shard
+    from .evaluation.runner import Distributed, run_shard
+
+    a = build_parser(dataset=True).parse_args(argv)
+    if a.merge:
+        out = Path(a.out or a.merge[0])
+        doc = merge(a.merge)
+        paths = write_eval(out, doc, plots=not a.no_plots)
+        sys.stderr.write(render_text({k: v for k, v in doc.items() if not k.startswith("_")}))
+        print(f"evaluation written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
+        print(out)
+        return EXIT_SOME_FAILED if doc["counts"]["failed"] else EXIT_OK
+    if a.mic or a.sample or a.list_devices:
+        raise InputError("eval runs audio files (give files, folders or a manifest), not --mic/--sample")
+    files = expand(a.inputs)
+    dist = Distributed()
+    if (a.shard or dist.active) and not a.out:
+        raise InputError("a sharded eval needs --out DIR, the same folder for every shard")
+    if a.shard and dist.active:
+        raise InputError("--shard is for batch arrays; under torchrun the ranks are the shards")
+    a.input = str(files[0])
+    _validate(a)  # the run options, once for all files
+    a.headless = True
+    index, count = parse_shard(a.shard) if a.shard else (0, 1)
+    out = Path(a.out) if a.out else default_out_dir_for("eval")
+    dist.start(a)
+    try:
+        if dist.active:
+            index, count = dist.rank, dist.world
+        if not dist.active or dist.rank == 0:
+            record(out, files)
+        dist.barrier()
+        result = run_shard(a, shard(files, index, count), out, len(files))
+        dist.barrier()
+        if (dist.active and dist.rank == 0) or (not dist.active and not a.shard):
+            doc = merge([out])
+            paths = write_eval(out, doc, plots=not a.no_plots)
+            sys.stderr.write(render_text({k: v for k, v in doc.items() if not k.startswith("_")}))
+            print(f"evaluation written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
+        elif a.shard:
+            print(
+                f"shard {index}/{count}: {len(result.finished)} run, {len(result.skipped)} done before, "
+                f"{len(result.failed)} failed; then: ttt-tui eval --merge {out}",
+                file=sys.stderr,
+            )
+        if not dist.active or dist.rank == 0:
+            print(out)
+    finally:
+        dist.close()
+    if result.signal_code is not None:
+        return result.signal_code
+    return EXIT_SOME_FAILED if result.failed else EXIT_OK
+
+
+def default_out_dir_for(name: str):
+    from .files import default_out_dir
+
+    return default_out_dir(name)
+
+
 SUBCOMMANDS = {
     "report": report_command,
     "open": open_command,
     "compare": compare_command,
     "tensorboard": tensorboard_command,
+    "eval": eval_command,
 }
 
 
@@ -320,7 +412,7 @@ def _run(args) -> int:
     from .session import Session, run_headless
 
     session = Session(args)
-    if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
+    if args.headless or not screen_capable():
         return run_headless(session)
     from .tui.run import run_dashboard
 

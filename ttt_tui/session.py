@@ -121,9 +121,10 @@ def make_source(args, backend):
 
 
 class Session:
-    def __init__(self, args):
+    def __init__(self, args, backend=None):
+        """``backend``: a model already built (a data set's files share one); by default built from ``args``."""
         self.args = args
-        self.backend = make_backend(args)
+        self.backend = backend if backend is not None else make_backend(args)
         self.source = make_source(args, self.backend)
         self.started = datetime.now()
         name = "microphone" if args.mic else args.input

@@ -27,6 +27,7 @@ decided statistically:
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -150,10 +151,14 @@ class LayerWindows:
         self._done = 0  # positions covered by completed windows
         self._finished = False
 
-    def update(self, data: np.ndarray) -> bool:
-        """Add the windows completed in ``data`` (the layer's rows so far); True if any was added."""
+    def update(self, data: np.ndarray, deadline: float | None = None) -> bool:
+        """Add the windows completed in ``data`` (the layer's rows so far); True if any was added. ``deadline``
+        (``time.perf_counter()``): stop there and go on at the next call (a UI opening an hour-long run
+        catches up over a few ticks instead of freezing for seconds: about 1 ms per window)."""
         added = False
         while not self._finished and data.shape[0] - self._done >= self.size:
+            if deadline is not None and added and time.perf_counter() > deadline:
+                break
             self._add(window_stats(data[self._done : self._done + self.size], self._done, self.frame_rate))
             self._done += self.size
             added = True

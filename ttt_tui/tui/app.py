@@ -21,9 +21,23 @@ from textual_plotext import PlotextPlot
 
 from ..diagnosis import diagnose
 from ..session import SIGNAL_EXIT, Session
-from .chart_data import ZOOM_LEVELS, ViewSettings, chart_series
+from ..windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
+from .chart_data import VIEWS, ZOOM_LEVELS, ViewSettings, chart_series
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44))  # l0, lprev, lafter: the PNG colours
+VIEW_COLOURS = {
+    "losses": COLOURS,
+    "gains": ((190, 110, 230), (0, 175, 175)),  # improvement (purple), benefit (teal): the PNG's lower panel
+    "violations": ((214, 39, 40),),
+}
+BACKGROUND = (30, 30, 30)
+
+
+def faint(colour: tuple, share: float = 0.4) -> tuple:
+    """The colour mixed into the background: the band behind a line."""
+    return tuple(int(share * c + (1 - share) * b) for c, b in zip(colour, BACKGROUND, strict=True))
+
+
 VERDICT_STYLE = {
     "HEALTHY": "bold black on green",
     "NOT_ADAPTING": "bold black on yellow",
@@ -32,6 +46,7 @@ VERDICT_STYLE = {
     "EXPLODING": "bold white on red",
     "NO_DATA": "bold white on grey37",
 }
+REGIME_STYLE = {"ELEVATED_VIOLATIONS": "bold black on yellow"}
 STATE_STYLE = {
     "starting": "blue",
     "running": "green",
@@ -42,6 +57,7 @@ STATE_STYLE = {
 }
 # per series (l0, lprev, lafter); "ascii" also tells the series apart without colour (NO_COLOR, monochrome)
 MARKERS = {"braille": ("braille",) * 3, "hd": ("hd",) * 3, "dot": ("dot",) * 3, "ascii": ("*", "+", ".")}
+WINDOWS_BUDGET_S = 0.03  # per status refresh, for the windows of an opened long run to catch up
 CHART_BUDGET = 0.08  # while inference runs, charts may use at most this share of the time (same GIL)
 
 HELP = """\
@@ -50,11 +66,13 @@ HELP = """\
   space   pause / resume inference
   f       follow the newest data / freeze the view
   + / -   zoom the time window (all, 600, 120, 30, 10 s)
+  v       view: the three losses / the gains (improvement lprev - lafter,
+          benefit l0 - lafter) / the ordering-violation rate
   l       logarithmic y axis
   s       smoothing (10-token moving average, as in the paper)
   x       x axis in seconds of audio / token index
   e       expand the selected layer (again: all layers)
-  tab     select the next layer
+  tab     select the next layer (small terminals: the one with the chart)
   r       write the report now
   q       quit (writes the report)
   ctrl+c  quit (writes the report)
@@ -64,6 +82,18 @@ HELP = """\
 update, [rgb(44,160,44)]lafter[/] after it. Healthy: blue > orange > green, the gap widening with context.
 
 Press any key to close."""
+
+
+def short_path(path) -> str:
+    """The report folder as the user can type it: relative to the working folder when that is shorter."""
+    import os
+
+    full = str(path)
+    try:
+        rel = os.path.relpath(full)
+    except ValueError:
+        return full
+    return rel if len(rel) < len(full) and not rel.startswith("../..") else full
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -107,8 +137,12 @@ class LayerPanel(Vertical):
     DEFAULT_CSS = """
     LayerPanel { border: round $primary-darken-2; height: 1fr; min-height: 6; }
     LayerPanel.selected { border: round $accent; }
-    LayerPanel > .counters { height: 2; }
+    LayerPanel > .counters { height: 3; text-wrap: nowrap; text-overflow: ellipsis; }
+    LayerPanel.with-signals > .counters { height: 4; }
     LayerPanel > PlotextPlot { height: 1fr; }
+    LayerPanel.collapsed { height: 1; min-height: 1; border: none; padding: 0 1; }
+    LayerPanel.collapsed > PlotextPlot { display: none; }
+    LayerPanel.collapsed > .counters { height: 1; }
     """
 
     def __init__(self, layer_id: int):
@@ -131,25 +165,55 @@ class LayerPanel(Vertical):
         markers: tuple = (),
         signals: dict | None = None,
         gate: dict | None = None,
+        *,
+        mode: str = "losses",
+        recent: dict | None = None,
+        windows=None,
+        narrow: bool = False,
+        collapsed: bool = False,
     ) -> None:
-        t = Text()
+        """The counters: the whole run, the chart's legend for its view, the last window and the regime
+        (``recent``: ``windows.sliding_summary``; ``windows``: the layer's ``LayerWindows``). ``collapsed``: one
+        line (small terminals, a layer that is not selected)."""
+        t = Text(no_wrap=True, overflow="ellipsis")
         style = "bold black on yellow" if verdict == "HEALTHY" and warned else VERDICT_STYLE.get(verdict, "")
+        if collapsed:
+            t.append(f"layer {self.layer_id} ", style="bold")
         t.append(f" {verdict}{' (!)' if warned and verdict == 'HEALTHY' else ''} ", style=style)
         n = s["n_positions"]
-        t.append(
-            f"  positions {n} ({n / frame_rate:.1f} s)  violations {s['violations']} "
-            f"({s['violation_rate']:.2f}%)  improvement {fmt(s['avg_improvement'])}  "
-            f"benefit {fmt(s['cumulative_benefit'])}"
-        )
-        t.append(f"  NaN/Inf {s['nonfinite']}", style="bold red" if s["nonfinite"] else "")
+        if collapsed:  # one line of at most 80 columns: the numbers, then the regime
+            t.append(
+                f" viol {s['violation_rate']:.1f}%  imp {fmt(s['avg_improvement'])}  "
+                f"ben {fmt(s['cumulative_benefit'], 3)}"
+            )
+        elif narrow:
+            t.append(
+                f" {n} pos  viol {s['violation_rate']:.1f}%  imp {fmt(s['avg_improvement'])}  "
+                f"ben {fmt(s['cumulative_benefit'], 3)}"
+            )
+        else:
+            t.append(
+                f"  positions {n} ({n / frame_rate:.1f} s)  violations {s['violations']} "
+                f"({s['violation_rate']:.2f}%)  improvement {fmt(s['avg_improvement'])}  "
+                f"benefit {fmt(s['cumulative_benefit'])}"
+            )
+        if s["nonfinite"] or not (narrow or collapsed):
+            t.append(f"  NaN/Inf {s['nonfinite']}", style="bold red" if s["nonfinite"] else "")
+        if collapsed:
+            self._regime(t, windows, short=True)
+            self.query_one(".counters", Static).update(t)
+            return
         t.append("\n ")
-        shapes = markers if len(set(markers)) == 3 else ("", "", "")
-        for name, (r, g, b), shape in zip(("l0", "lprev", "lafter"), COLOURS, shapes, strict=True):
-            # the legend of the chart below: exactly its colours
-            t.append(f"{name}{f' ({shape})' if shape else ''} ", style=f"bold rgb({r},{g},{b})")
-            t.append(f"{fmt(s[name]['mean'])}  ")
-        if s["trend_available"] and not math.isnan(s["lprev_trend"]):
-            t.append(f" trends: l0 {s['l0_trend']:+.4f}  lprev {s['lprev_trend']:+.4f}  gap {s['gap_trend']:+.4f}")
+        self._legend(t, s, mode, markers, narrow)
+        t.append("\n ")
+        if recent is not None and windows is not None:
+            label = f"last {windows.window_s:g} s" if not narrow else f"{windows.window_s:g}s"
+            t.append(f"{label}: ", style="bold")
+            t.append(
+                f"viol {recent['violation_rate']:.1f}%  imp {fmt(recent['avg_improvement'])}  "
+                f"ben {fmt(recent['cumulative_benefit'], 3)}  "
+            )
+        self._regime(t, windows, short=narrow)
         if signals is not None or gate is not None:  # the inner-loop signals (Moshi-TTT checkpoints)
             t.append("\n ")
             if gate is not None:
@@ -160,6 +224,41 @@ class LayerPanel(Vertical):
                     t.append(f"{label} {d['last']:.3g} (mean {d['mean']:.3g})  ")
         self.query_one(".counters", Static).update(t)
 
+    @staticmethod
+    def _legend(t: Text, s: dict, mode: str, markers: tuple, narrow: bool) -> None:
+        """The legend of the chart below: exactly its colours, with the whole run's means."""
+        if mode == "losses":
+            shapes = markers if len(set(markers)) == 3 else ("", "", "")
+            for name, (r, g, b), shape in zip(("l0", "lprev", "lafter"), COLOURS, shapes, strict=True):
+                t.append(f"{name}{f' ({shape})' if shape else ''} ", style=f"bold rgb({r},{g},{b})")
+                t.append(f"{fmt(s[name]['mean'])}  ")
+            if not narrow and s["trend_available"] and not math.isnan(s["lprev_trend"]):
+                t.append(f" trends: l0 {s['l0_trend']:+.4f}  lprev {s['lprev_trend']:+.4f}  gap {s['gap_trend']:+.4f}")
+        elif mode == "gains":
+            (r1, g1, b1), (r2, g2, b2) = VIEW_COLOURS["gains"]
+            t.append("improvement lprev-lafter ", style=f"bold rgb({r1},{g1},{b1})")
+            t.append(f"{fmt(s['avg_improvement'])}  ")
+            t.append("benefit l0-lafter ", style=f"bold rgb({r2},{g2},{b2})")
+            t.append(f"{fmt(s['cumulative_benefit'])}  ")
+            t.append(f"(context gain l0-lprev {fmt(s['context_gain'])})")
+        else:
+            (r, g, b) = VIEW_COLOURS["violations"][0]
+            t.append("ordering violations % ", style=f"bold rgb({r},{g},{b})")
+            t.append(f"{s['violation_rate']:.2f}% over the run; lines at 10 % (healthy below) and 50 %")
+
+    @staticmethod
+    def _regime(t: Text, windows, short: bool) -> None:
+        """The layer's regime now (decided over windows, ``windows``) and its last change."""
+        if windows is None or windows.state is None:
+            return
+        reg = windows.regimes[-1]
+        t.append("  ")
+        t.append(f" {windows.state} ", style=VERDICT_STYLE.get(windows.state, REGIME_STYLE.get(windows.state, "")))
+        t.append(f" since {clock(reg['start_s'])}")
+        if len(windows.regimes) > 1 and not short:
+            prev = windows.regimes[-2]["state"]
+            t.append(f" (was {prev}; {len(windows.regimes) - 1} change{'s' if len(windows.regimes) > 2 else ''})")
+
     def draw(self, data, frame_rate: float, view: ViewSettings, markers: tuple, version: int) -> bool:
         plot = self.query_one(PlotextPlot)
         size = (plot.size.width, plot.size.height)
@@ -169,19 +268,25 @@ class LayerPanel(Vertical):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        xlabel, series, decimated = chart_series(data, frame_rate, view, size[0])
-        # Decimated: each bucket's min and max as points (half plotext's cost of joining them with lines,
-        # which for noisy losses draws a tall zigzag per column); otherwise the samples joined by lines.
-        draw = plt.scatter if decimated else plt.plot
-        for (x, y), colour, marker in zip(series, COLOURS, markers, strict=True):  # counters line = legend
+        chart = chart_series(data, frame_rate, view, max(4, size[0] - 10))  # minus the y labels' columns
+        colours = VIEW_COLOURS[view.mode]
+        shapes = markers if view.mode == "losses" else (markers[0],) * len(colours)
+        if markers[0] != "*":  # a faint band of each column's min and max behind (not without colour: ascii)
+            for (x, y), colour in zip(chart.bands, colours, strict=False):
+                if len(x):
+                    plt.scatter(x.tolist(), y.tolist(), color=faint(colour), marker=markers[0])
+        for level in chart.hlines:
+            plt.hline(level, (110, 110, 110))
+        for (x, y), colour, marker in zip(chart.lines, colours, shapes, strict=True):  # counters line = legend
             if len(x):
-                draw(x.tolist(), y.tolist(), color=colour, marker=marker)
-        plt.xlabel(xlabel)
-        plt.ylabel("log10 loss" if view.log_y else "")
+                plt.plot(x.tolist(), y.tolist(), color=colour, marker="hd" if marker == "braille" else marker)
+        plt.xlabel(chart.xlabel)
+        plt.ylabel("log10 loss" if view.log_y and view.mode == "losses" else "")
         zoom = ZOOM_LEVELS[view.zoom]
+        what = {"losses": "", "gains": "gains  ", "violations": "violations %  "}[view.mode]
         plt.title(
-            f"{'all' if zoom is None else f'last {zoom:g} s'}{'' if view.follow else ' (frozen)'}"
-            f"{' smoothed' if view.smooth else ''}"
+            f"{what}{'all' if zoom is None else f'last {zoom:g} s'}{'' if view.follow else ' (frozen)'}"
+            f"{' smoothed' if view.smooth and view.mode != 'violations' else ''}"
         )
         plot.refresh()
         self.drawn = key
@@ -192,12 +297,19 @@ class LayerPanel(Vertical):
 class DashboardApp(App):
     TITLE = "ttt-tui"
     CSS = """
-    #header { height: 2; padding: 0 1; background: $boost; }
+    #header { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
     #layers { height: 1fr; layout: grid; grid-size: 1; }
     #layers.two-columns { grid-size: 2; }
+    #layers.compact { layout: vertical; }
     #findings { height: auto; max-height: 8; border: round $secondary; padding: 0 1; }
+    #findings.compact { max-height: 4; }
     #mic { height: 1; padding: 0 1; }
+    #too-small { display: none; width: 100%; height: 100%; content-align: center middle; }
+    Screen.too-small > * { display: none; }
+    Screen.too-small > #too-small { display: block; }
     """
+    MIN_SIZE = (60, 18)  # below this, one line says what size is needed
+    PANEL_ROWS = 13  # a panel with a readable chart: borders, counters, 8 chart rows
     BINDINGS = [
         Binding("space", "toggle_pause", "pause"),
         Binding("f", "toggle_follow", "follow"),
@@ -206,6 +318,7 @@ class DashboardApp(App):
         Binding("l", "toggle('log_y')", "log y"),
         Binding("s", "toggle('smooth')", "smooth"),
         Binding("x", "toggle('x_seconds')", "s/tokens"),
+        Binding("v", "next_view", "view"),
         Binding("e", "expand", "expand"),
         Binding("tab", "next_layer", "next layer", priority=True),
         Binding("r", "report", "report"),
@@ -244,9 +357,13 @@ class DashboardApp(App):
         self.notes = session.backend.notes()
         self.audit = session.backend.audit()
         self.gates = session.backend.describe().get("effective_gate", {})
+        self.compact = False  # too few rows for every chart: the selected layer's chart, the others one line each
+        window_s = float(getattr(session.args, "window", None) or DEFAULT_WINDOW_S)
+        self.windows = {i: LayerWindows(self.store.frame_rate, window_s) for i in self.store.layer_ids}
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        yield Static("", id="too-small")
         yield Static("", id="header")
         with Container(id="layers"):
             for layer_id in self.store.layer_ids:
@@ -268,9 +385,10 @@ class DashboardApp(App):
         self.query_one("#findings").border_title = "findings"
         if len(self.store.layer_ids) > 4:  # many layers: two columns keep every chart on screen
             self.query_one("#layers").add_class("two-columns")
-        if self.store.signal_names or self.gates:  # a third counters line: the inner-loop signals
+        if self.store.signal_names or self.gates:  # a fourth counters line: the inner-loop signals
             for panel in self.panels():
-                panel.query_one(".counters", Static).styles.height = 3
+                panel.add_class("with-signals")
+        self._fit(self.size.width, self.size.height)
         self._select(0)
         if self.install_signals:
             for sig in SIGNAL_EXIT:
@@ -282,21 +400,53 @@ class DashboardApp(App):
 
     # -- periodic reads of the store ----------------------------------------------------------------------
     def header_text(self) -> Text:
+        """Two lines that never wrap (a long one is cut, not pushed off): the state and progress first, then
+        what runs and where the report goes."""
         st = self.engine.status
         src = self.session.source
         total = getattr(src, "duration_s", None)
-        t = Text()
-        t.append(" ttt-tui ", style="bold reverse")
-        t.append(f"  {'microphone' if self.session.args.mic else self.session.args.input}", style="bold")
-        t.append(f"  model: {self.session.backend.name}  device: {self.session.backend.device}\n")
+        narrow = self.size.width < 120
+        t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {st.state.upper()} ", style=f"bold reverse {STATE_STYLE.get(st.state, '')}")
         prog = f"  audio {st.audio_s:.1f}" + (f" / {total:.1f} s ({100 * st.audio_s / total:.0f}%)" if total else " s")
-        t.append(prog + f"   {st.realtime_factor:.1f}x real time   elapsed {self.engine.wall_s:.1f} s")
+        rt = f"{st.realtime_factor:.1f}x" + ("" if narrow else " real time")
+        t.append(prog + f"  {rt}  elapsed {self.engine.wall_s:.1f} s")
         if st.error:
-            t.append(f"   error: {st.error}", style="bold red")
-        if self.report_note:
-            t.append(f"   {self.report_note}", style="bold cyan")
+            t.append(f"  error: {st.error}", style="bold red")
+        t.append("\n")
+        t.append(" ttt-tui ", style="bold reverse")
+        t.append(f" report: {short_path(self.session.out_dir)}/", style="bold cyan" if self.report_note else "cyan")
+        if self.report_note and self.report_note.startswith("report failed"):
+            t.append(f"  {self.report_note}", style="bold red")
+        t.append(f"  {'microphone' if self.session.args.mic else self.session.args.input}", style="bold")
+        t.append(f"  model: {self.session.backend.name}  device: {self.session.backend.device}")
         return t
+
+    # -- sizes --------------------------------------------------------------------------------------------
+    def on_resize(self, event) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        """Below the minimum size, one line says what is needed; with too few rows for every layer's chart,
+        the selected layer gets the chart and the others one line each (tab selects)."""
+        min_w, min_h = self.MIN_SIZE
+        small = width < min_w or height < min_h
+        self.screen.set_class(small, "too-small")
+        if small:
+            self.query_one("#too-small", Static).update(
+                f"ttt-tui needs a terminal of at least {min_w}x{min_h} (this one: {width}x{height}); "
+                f"the run goes on and writes its report to {self.session.out_dir}/"
+            )
+        n = len(self.store.layer_ids)
+        columns = 2 if n > 4 and not small else 1
+        rows = height - 2 - 1 - 6 - (1 if self.session.args.mic else 0)  # header, footer, findings, mic
+        compact = n > 1 and rows / -(-n // columns) < self.PANEL_ROWS
+        if compact != self.compact:
+            self.compact = compact
+            self.query_one("#layers").set_class(compact, "compact")
+            self.query_one("#findings").set_class(compact, "compact")
+            self._select(self.selected)
+            self.call_after_refresh(self.refresh_charts, True)
 
     def refresh_status(self) -> None:
         try:
@@ -312,10 +462,16 @@ class DashboardApp(App):
         for note in self.notes:  # ttt-tui's own choices for this run
             lines.append("note: ", style="bold cyan")
             lines.append(note + "\n", style="cyan")
+        narrow = self.size.width < 120
+        deadline = time.perf_counter() + WINDOWS_BUDGET_S
         for panel in self.panels():
-            s = self.store.summary(panel.layer_id)
+            layer = panel.layer_id
+            s = self.store.summary(layer)
             verdict, fs = diagnose(s)
-            sig = self.store.signal_summary(panel.layer_id) if self.store.signal_names else None
+            sig = self.store.signal_summary(layer) if self.store.signal_names else None
+            _, data = self.store.view(layer)
+            lw = self.windows[layer]
+            lw.update(data, deadline)  # the windows completed since the last call (a completed one never changes)
             panel.set_counters(
                 s,
                 verdict,
@@ -323,13 +479,21 @@ class DashboardApp(App):
                 any(f.severity == "warning" for f in fs),
                 self.markers,
                 sig,
-                self.gates.get(str(panel.layer_id)),
+                self.gates.get(str(layer)),
+                mode=self.view.mode,
+                recent=sliding_summary(data, self.store.frame_rate, lw.window_s),
+                windows=lw,
+                narrow=narrow,
+                collapsed=panel.has_class("collapsed"),
             )
+            for c in lw.changes(layer):  # what the whole-run means hide: the regime changed, and when
+                lines.append("change: ", style="bold yellow")
+                lines.append(c["finding"] + "\n", style="yellow")
             for f in fs:
-                lines.append(f"layer {panel.layer_id}: ", style="bold")
+                lines.append(f"layer {layer}: ", style="bold")
                 lines.append(f.text + "\n", style={"error": "red", "warning": "yellow", "info": "dim"}[f.severity])
             if s["n_positions"] and not fs:
-                lines.append(f"layer {panel.layer_id}: ", style="bold")
+                lines.append(f"layer {layer}: ", style="bold")
                 lines.append("TTT LEARNING APPEARS HEALTHY\n", style="green")
         self.query_one("#findings-text", Static).update(lines if lines else Text("waiting for data...", style="dim"))
         if self.session.args.mic:
@@ -420,7 +584,15 @@ class DashboardApp(App):
         self.selected = index % len(panels)
         for i, p in enumerate(panels):
             p.set_class(i == self.selected, "selected")
+            p.set_class(self.compact and i != self.selected, "collapsed")
             p.display = i == self.selected or not self.expanded
+        self.refresh_status()
+
+    def action_next_view(self) -> None:
+        """The losses; the gains (improvement, benefit); the violation rate."""
+        self.view.mode = VIEWS[(VIEWS.index(self.view.mode) + 1) % len(VIEWS)]
+        self.refresh_status()
+        self.refresh_charts(force=True)
 
     def action_next_layer(self) -> None:
         self._select(self.selected + 1)

@@ -1,7 +1,11 @@
-"""From a layer's stored rows to the few points a chart draws: window, smoothing, decimation.
+"""From a layer's stored rows to the few points a chart draws: window, view, smoothing, decimation.
 
-plotext's cost grows with the number of points (seconds at 100k), so whatever the history length the chart
-gets about two points per terminal column (min/max per bucket, spikes kept).
+plotext's cost grows with the number of points (seconds at 100k), so whatever the history length a chart gets
+about one line point per terminal column: the mean of the positions under that column, drawn as a line (the
+level stays readable after an hour, where min/max points became three clouds of dots), over a faint band of
+each column's minimum and maximum (the spread, spikes kept). Three views of a layer: the three losses; the
+gains (improvement lprev - lafter, benefit l0 - lafter: the differences the eye cannot read off the first);
+the ordering-violation rate per column.
 """
 
 from __future__ import annotations
@@ -10,10 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..decimate import minmax_columns
+from ..decimate import column_means, minmax_columns
 
 ZOOM_LEVELS = (None, 600.0, 120.0, 30.0, 10.0)  # seconds shown; None = the whole run
 SMOOTH_TOKENS = 10  # the paper's moving average
+VIEWS = ("losses", "gains", "violations")
+VIEW_SERIES = {
+    "losses": ("l0", "lprev", "lafter"),
+    "gains": ("improvement lprev-lafter", "benefit l0-lafter"),
+    "violations": ("violations %",),
+}
+MIN_PER_VIOLATION_POINT = 20  # positions per point of the violation rate (a rate of fewer is noise)
 
 
 @dataclass
@@ -24,13 +35,14 @@ class ViewSettings:
     log_y: bool = False
     smooth: bool = False
     x_seconds: bool = True
+    mode: str = "losses"  # one of VIEWS
 
     @property
     def window_s(self) -> float | None:
         return ZOOM_LEVELS[self.zoom]
 
     def key(self) -> tuple:
-        return (self.zoom, self.follow, self.frozen_n, self.log_y, self.smooth, self.x_seconds)
+        return (self.zoom, self.follow, self.frozen_n, self.log_y, self.smooth, self.x_seconds, self.mode)
 
 
 def moving_average(y: np.ndarray, k: int, pre: np.ndarray | None = None) -> np.ndarray:
@@ -42,23 +54,54 @@ def moving_average(y: np.ndarray, k: int, pre: np.ndarray | None = None) -> np.n
     return ((c[idx + 1] - c[lo]) / (idx + 1 - lo)).astype(np.float32)
 
 
-def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, columns: int):
-    """-> (x label, [(x, y) for l0, lprev, lafter], decimated) with at most ~2 points per column each;
-    ``decimated``: the points are bucket minima and maxima, not consecutive samples."""
+@dataclass
+class Chart:
+    """What one chart draws: per series a line (column means, or the samples when they fit) and, behind it, a
+    faint band (column minima and maxima as points; empty when the line already shows every sample)."""
+
+    xlabel: str
+    lines: list  # [(x, y)] per series
+    bands: list  # [(x, y)] per series, or []
+    names: tuple
+    hlines: tuple = ()  # reference lines (0 for the gains; 10 and 50 % for the violations)
+    decimated: bool = False  # more positions than columns: the lines are means
+
+
+def _derive(rows: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "gains":
+        return np.stack([rows[:, 1] - rows[:, 2], rows[:, 0] - rows[:, 2]], 1)
+    if mode == "violations":
+        ok = (rows[:, 0] >= rows[:, 1]) & (rows[:, 1] >= rows[:, 2])
+        return (100.0 * ~ok).astype(np.float32)[:, None]
+    return rows
+
+
+def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, columns: int) -> Chart:
+    """The chart of one layer's rows ``data`` [n, 3] in ``view``, for a plot ``columns`` wide."""
     n = data.shape[0] if view.follow or view.frozen_n is None else min(view.frozen_n, data.shape[0])
     window = view.window_s
     start = 0 if window is None else max(0, n - int(window * frame_rate))
-    rows = data[start:n]
-    if view.smooth:
-        pre = data[max(0, start - SMOOTH_TOKENS + 1) : start]
-        rows = np.stack([moving_average(rows[:, c], SMOOTH_TOKENS, pre[:, c]) for c in range(3)], 1)
-    if view.log_y:  # plotted as log10 of the loss (plotext's own log axis fails on its margins)
-        rows = np.log10(np.maximum(rows, 1e-12))
+    mode = view.mode
+    raw = _derive(data[start:n], mode)
+    line = raw
+    if view.smooth and mode != "violations":
+        pre = _derive(data[max(0, start - SMOOTH_TOKENS + 1) : start], mode)
+        line = np.stack([moving_average(raw[:, c], SMOOTH_TOKENS, pre[:, c]) for c in range(raw.shape[1])], 1)
+    if view.log_y and mode == "losses":  # plotted as log10 of the loss (plotext's own log axis fails on its margins)
+        raw, line = (np.log10(np.maximum(a, 1e-12)) for a in (raw, line))
     buckets = max(4, columns)
-    decimated = rows.shape[0] > 2 * buckets
+    if mode == "violations":
+        buckets = max(1, min(buckets, raw.shape[0] // MIN_PER_VIOLATION_POINT))
+    decimated = raw.shape[0] > buckets
     scale = 1.0 / frame_rate if view.x_seconds else 1.0
-    out = []
-    for pos, lo, hi in minmax_columns(rows, buckets):
-        y = np.stack([lo, hi], 1).reshape(-1) if decimated else lo  # (min, max) pairs, or every point
-        out.append(((pos + start) * scale, y))
-    return ("seconds of audio" if view.x_seconds else "token"), out, decimated
+    lines = [((x + start) * scale, y) for x, y in column_means(line, buckets)]
+    bands = []
+    if mode != "violations" and (decimated or view.smooth):
+        for pos, lo, hi in minmax_columns(raw, buckets):
+            if len(pos) == len(lo):  # every sample is its own point
+                bands.append(((pos + start) * scale, lo))
+            else:
+                bands.append(((pos + start) * scale, np.stack([lo, hi], 1).reshape(-1)))
+    hlines = {"gains": (0.0,), "violations": (10.0, 50.0)}.get(mode, ())
+    xlabel = "seconds of audio" if view.x_seconds else "token"
+    return Chart(xlabel, lines, bands, VIEW_SERIES[mode], hlines, decimated)

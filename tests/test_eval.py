@@ -1,0 +1,132 @@
+"""``ttt-tui eval``: a data set in one process, in shards merged afterwards, and on torchrun ranks gives the same
+answer; a killed eval resumes without running the finished files again; bad data sets get one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ttt_tui.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "assets" / "sample.wav"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Four recordings of different lengths (parts of the sample) and a manifest that also lists a missing file."""
+    d = tmp_path_factory.mktemp("data")
+    x, sr = sf.read(str(SAMPLE), dtype="float32")
+    for i, (a, b) in enumerate([(0, 6), (3, 12), (10, 15), (12, 24)]):
+        sf.write(str(d / f"f{i}.wav"), x[int(a * sr) : int(b * sr)], sr)
+    (d / "list.txt").write_text("f0.wav\nf1.wav\n# a comment\n\nf2.wav\nf3.wav\nmissing.wav\n")
+    return d
+
+
+def load(folder: Path) -> dict:
+    doc = json.loads((folder / "eval.json").read_text())
+    for r in doc["runs"]:
+        r.pop("folder", None)
+    return doc
+
+
+def assert_same(a: dict, b: dict) -> None:
+    """The same per-file results, and the same aggregate to 1e-6."""
+    assert a["runs"] == b["runs"] and a["worst_first"] == b["worst_first"] and a["counts"] == b["counts"]
+    for L in a["layers"]:
+        x, y = a["layers"][L], b["layers"][L]
+        assert x["verdict"] == y["verdict"] and x["files"] == y["files"]
+        for key in ("violation_rate", "avg_improvement", "cumulative_benefit", "context_gain"):
+            assert x[key] == pytest.approx(y[key], rel=1e-6, abs=1e-9)
+        for name in ("l0", "lprev", "lafter"):
+            np.testing.assert_allclose(x["by_position"]["mean"][name], y["by_position"]["mean"][name], rtol=1e-6)
+
+
+def test_one_process_shards_and_torchrun_agree(dataset, tmp_path, capsys):
+    manifest = str(dataset / "list.txt")
+    one = tmp_path / "one"
+    assert main(["eval", manifest, "--out", str(one), "--torch-device", "cpu"]) == 3  # missing.wav failed
+    doc = load(one)
+    assert doc["counts"] == {"finished": 4, "failed": 1, "interrupted": 0, "missing": 0}
+    assert doc["worst_first"][0] == 4 and "no such file" in doc["runs"][4]["reason"]
+    assert [r["status"] for r in doc["runs"]] == ["finished"] * 4 + ["failed"]
+    for k in range(4):  # each file has the report folder of a single run
+        run = one / "runs" / f"0000{k}-f{k}"
+        assert {"report.json", "ttt_diagnostic_report.txt", "run.sqlite"} <= {p.name for p in run.iterdir()}
+    layer = doc["layers"]["0"]
+    assert layer["files"] == 4 and layer["n_positions"] == sum(r["layers"]["0"]["n_positions"] for r in doc["runs"][:4])
+    by = layer["by_position"]
+    assert by["n_files"][0] == 4 and by["n_files"][-1] == 1  # the longest file alone at its end
+    assert (one / "eval_layer0.png").stat().st_size > 10_000 and "Files, worst first" in (one / "eval.txt").read_text()
+    single = json.loads((one / "runs" / "00003-f3" / "report.json").read_text())
+    assert doc["runs"][3]["layers"]["0"]["violation_rate"] == single["layers"]["0"]["violation_rate"]
+
+    shards = tmp_path / "shards"
+    for i in range(2):
+        main(["eval", manifest, "--out", str(shards), "--torch-device", "cpu", "--no-plots", "--shard", f"{i}/2"])
+    assert not (shards / "eval.json").exists()
+    assert main(["eval", "--merge", str(shards), "--no-plots"]) == 3
+    assert_same(doc, load(shards))
+
+    ranks = tmp_path / "ranks"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "ttt_tui", "eval"]
+    p = subprocess.run(
+        [*cmd, manifest, "--out", str(ranks), "--torch-device", "cpu", "--no-plots"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (ranks / "eval.json").exists(), p.stderr[-3000:]
+    assert_same(doc, load(ranks))
+    assert p.stdout.strip() == str(ranks)  # rank 0 alone says where
+
+
+def test_a_killed_eval_resumes_without_the_finished_files(dataset, tmp_path):
+    files = [str(dataset / f"f{k}.wav") for k in range(3)]
+    out = tmp_path / "e"
+    cmd = [sys.executable, "-m", "ttt_tui", "eval", *files, "--out", str(out), "--torch-device", "cpu", "--no-plots"]
+    p = subprocess.Popen([*cmd, "--realtime"], env=ENV, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 60 and not (out / "runs" / "00001-f1" / "run.sqlite").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    first = p.stderr.read()
+    assert "[1/3] " in first and "[2/3] " not in first  # f0 finished, f1 was running
+    again = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "[1/3] " not in again.stderr and "[2/3] " in again.stderr and "[3/3] " in again.stderr
+    doc = load(out)
+    assert doc["counts"]["finished"] == 3
+    whole = tmp_path / "whole"
+    assert main(["eval", *files, "--out", str(whole), "--torch-device", "cpu", "--no-plots"]) == 0
+    assert_same(load(whole), doc)
+
+
+@pytest.mark.parametrize(
+    "make,args,want",
+    [
+        (lambda d: (d / "empty.txt").write_text("# nothing\n\n"), ["empty.txt"], "lists no file"),
+        (lambda d: (d / "sub").mkdir(), ["sub"], "holds no audio file"),
+        (lambda d: None, ["x.wav", "--shard", "2/2", "--out", "o"], "--shard 2/2"),
+        (lambda d: None, ["x.wav", "--shard", "1/2"], "needs --out"),
+        (lambda d: None, ["--mic"], "not --mic"),
+        (lambda d: None, ["--merge", "nowhere"], "not a ttt-tui eval folder"),
+    ],
+)
+def test_bad_data_sets_one_line_exit_2(tmp_path, capsys, monkeypatch, make, args, want):
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path)
+    assert main(["eval", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and want in err and "Traceback" not in err, err

@@ -1,0 +1,253 @@
+"""The data set's answer, from the finished runs' logs: per layer the three losses averaged across files by
+position with a 95 % confidence band (the TTT paper's way), pooled statistics and verdicts, and a table of
+per-file verdicts, worst first. Reading the runs' logs in the data set's order makes the answer the same
+whether the files ran in one process, on torchrun ranks or in SLURM array tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..diagnosis import VERDICTS, diagnose
+from ..errors import InputError
+from ..files import atomic
+from ..report import _clean
+from ..runlog import LOG_NAME, RunLogReader, read_run
+from ..stats import LayerStats
+from .inputs import recorded, run_name
+
+FAILED_NAME = "failed.json"
+CURVE_POINTS = 500  # positions kept of each averaged curve in eval.json (the PNG uses all)
+SEVERITY = {v: i for i, v in enumerate(("FAILED", *VERDICTS[1:], "NO_DATA"))}  # worst first
+
+
+def run_state(folder: Path) -> str | None:
+    """How the run in ``folder`` ended ('finished', 'stopped', 'error'...), None if it did not (or never ran)."""
+    if not (folder / LOG_NAME).is_file():
+        return None
+    try:
+        reader = RunLogReader(folder)
+        try:
+            end = reader.end()
+        finally:
+            reader.close()
+    except Exception:
+        return None
+    return end["state"] if end else None
+
+
+class _Curve:
+    """Per position, across files: count, sum and sum of squares of the three losses (grown as needed)."""
+
+    def __init__(self):
+        self.n = np.zeros(0)
+        self.s = np.zeros((0, 3))
+        self.ss = np.zeros((0, 3))
+
+    def add(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float64)
+        m = rows.shape[0]
+        if m > self.n.shape[0]:
+            grow = m - self.n.shape[0]
+            self.n = np.concatenate([self.n, np.zeros(grow)])
+            self.s = np.concatenate([self.s, np.zeros((grow, 3))])
+            self.ss = np.concatenate([self.ss, np.zeros((grow, 3))])
+        finite = np.isfinite(rows).all(1)
+        r = np.where(finite[:, None], rows, 0.0)
+        self.n[:m] += finite
+        self.s[:m] += r
+        self.ss[:m] += r * r
+
+    def mean_ci(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(files per position, mean [n, 3], 95 % half-width [n, 3]; NaN where fewer than 2 files)."""
+        n = self.n[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.s / n
+            var = np.maximum(self.ss - n * mean**2, 0.0) / (n - 1)
+            ci = 1.96 * np.sqrt(var / n)
+        ci[self.n < 2] = np.nan
+        return self.n, mean, ci
+
+
+def merge(dirs: list[str | Path]) -> dict:
+    """The evaluation of the runs in the eval folders ``dirs`` (one, or one per shard)."""
+    dirs = [Path(d) for d in dirs]
+    files = recorded(dirs[0])
+    for d in dirs[1:]:
+        if [str(f) for f in recorded(d)] != [str(f) for f in files]:
+            raise InputError(f"{d} is an evaluation of other inputs than {dirs[0]}; merge the shards of one data set")
+    curves: dict[int, _Curve] = {}
+    pooled: dict[int, LayerStats] = {}
+    pooled_rows: dict[int, list] = {}
+    per_file, frame_rate = [], None
+    for k, f in enumerate(files):
+        name = run_name(k, f)
+        entry = {"index": k, "input": str(f), "run": name, "status": "missing"}
+        for d in dirs:
+            folder = d / "runs" / name
+            state = run_state(folder)
+            if state == "finished":
+                entry.update(status="finished", folder=str(folder))
+                break
+            failed = folder / FAILED_NAME
+            if failed.exists():
+                try:
+                    entry.update(status="failed", folder=str(folder), reason=json.loads(failed.read_text())["reason"])
+                except (OSError, ValueError, KeyError):
+                    entry.update(status="failed", folder=str(folder), reason="unreadable failure record")
+            elif state is not None and entry["status"] == "missing":
+                entry.update(status="interrupted", folder=str(folder), reason=f"run ended as {state}")
+        if entry["status"] == "finished":
+            run = read_run(entry["folder"])
+            frame_rate = frame_rate or run.store.frame_rate
+            entry["duration_s"] = run.header.get("input_duration_s")
+            layers = {}
+            for L in run.store.layer_ids:
+                _, data = run.store.view(L)
+                curves.setdefault(L, _Curve()).add(data)
+                pooled.setdefault(L, LayerStats()).update(data)
+                pooled_rows.setdefault(L, []).append(data)
+                s = run.store.summary(L)
+                verdict, _ = diagnose(s)
+                layers[str(L)] = {
+                    "verdict": verdict,
+                    "n_positions": s["n_positions"],
+                    "violation_rate": s["violation_rate"],
+                    "avg_improvement": s["avg_improvement"],
+                    "cumulative_benefit": s["cumulative_benefit"],
+                }
+            entry["layers"] = layers
+            entry["worst"] = min((v["verdict"] for v in layers.values()), key=SEVERITY.get, default="NO_DATA")
+        per_file.append(entry)
+    layers_doc = {}
+    for L, st in pooled.items():
+        rows = np.concatenate(pooled_rows[L])  # the pooled statistics' quarter trends need the rows
+        s = st.summary(rows)
+        verdict, fs = diagnose(s)
+        n, mean, ci = curves[L].mean_ci()
+        idx = np.unique(np.linspace(0, len(n) - 1, min(CURVE_POINTS, len(n))).astype(int)) if len(n) else []
+        layers_doc[str(L)] = {
+            "verdict": verdict,
+            "files": int(sum(1 for e in per_file if str(L) in e.get("layers", {}))),
+            "n_positions": s["n_positions"],
+            "violation_rate": s["violation_rate"],
+            "avg_improvement": s["avg_improvement"],
+            "cumulative_benefit": s["cumulative_benefit"],
+            "context_gain": s["context_gain"],
+            "l0": s["l0"],
+            "lprev": s["lprev"],
+            "lafter": s["lafter"],
+            "findings": [f.text for f in fs],
+            "verdicts_by_file": {
+                v: sum(1 for e in per_file if e.get("layers", {}).get(str(L), {}).get("verdict") == v)
+                for v in VERDICTS
+                if v != "NO_DATA"
+            },
+            "by_position": {
+                "position": [int(i) for i in idx],
+                "time_s": [round(int(i) / frame_rate, 4) for i in idx],
+                "n_files": [int(n[i]) for i in idx],
+                "mean": {name: [float(mean[i, c]) for i in idx] for c, name in enumerate(("l0", "lprev", "lafter"))},
+                "ci95": {name: [float(ci[i, c]) for i in idx] for c, name in enumerate(("l0", "lprev", "lafter"))},
+            },
+        }
+    order = sorted(
+        per_file,
+        key=lambda e: (
+            SEVERITY["FAILED"] if e["status"] != "finished" else SEVERITY.get(e["worst"], 99),
+            -max((v["violation_rate"] for v in e.get("layers", {}).values()), default=0.0),
+            e["index"],
+        ),
+    )
+    counts = {s: sum(1 for e in per_file if e["status"] == s) for s in ("finished", "failed", "interrupted", "missing")}
+    return {
+        "files": len(files),
+        "counts": counts,
+        "frame_rate": frame_rate,
+        "layers": layers_doc,
+        "runs": per_file,
+        "worst_first": [e["index"] for e in order],
+        "_curves": curves,
+    }
+
+
+def render_text(doc: dict) -> str:
+    c = doc["counts"]
+    lines = ["=" * 80, "TTT DATA-SET EVALUATION - Figure 5 over many files", "=" * 80, ""]
+    lines.append(
+        f"{doc['files']} files: {c['finished']} finished, {c['failed']} failed, {c['interrupted']} interrupted, "
+        f"{c['missing']} not run yet"
+    )
+    lines.append("")
+    for L, d in doc["layers"].items():
+        lines += [
+            f"LAYER {L}: {d['verdict']} (pooled over {d['files']} files, {d['n_positions']} positions)",
+            f"   violations {d['violation_rate']:.2f}%  improvement {d['avg_improvement']:.6f}  "
+            f"benefit {d['cumulative_benefit']:.6f}  context gain {d['context_gain']:.6f}",
+            f"   mean l0 {d['l0']['mean']:.6f}  lprev {d['lprev']['mean']:.6f}  lafter {d['lafter']['mean']:.6f}",
+            "   verdicts by file: " + ", ".join(f"{v} {n}" for v, n in d["verdicts_by_file"].items() if n),
+        ]
+        lines += [f"   - {f}" for f in d["findings"]]
+        lines.append("")
+    runs = {e["index"]: e for e in doc["runs"]}
+    layer_ids = list(doc["layers"])
+    lines.append("Files, worst first:")
+    lines.append(
+        "   " + f"{'#':>5}  {'worst':<14} " + " ".join(f"{'L' + L + ' viol%':>10}" for L in layer_ids) + "  input"
+    )
+    for k in doc["worst_first"]:
+        e = runs[k]
+        if e["status"] != "finished":
+            lines.append(f"   {k:>5}  {e['status'].upper():<14} {e.get('reason', '')}  {e['input']}")
+            continue
+        cells = " ".join(
+            f"{e['layers'][L]['violation_rate']:10.2f}" if L in e["layers"] else f"{'-':>10}" for L in layer_ids
+        )
+        lines.append(f"   {k:>5}  {e['worst']:<14} {cells}  {e['input']}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_layer(path: Path, layer_id: str, curve: _Curve, frame_rate: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, mean, ci = curve.mean_ci()
+    keep = n >= 1
+    t = np.arange(len(n))[keep] / frame_rate
+    fig, ax = plt.subplots(figsize=(12, 6))
+    for c, (name, colour) in enumerate((("l0", "tab:blue"), ("lprev", "tab:orange"), ("lafter", "tab:green"))):
+        m, h = mean[keep, c], ci[keep, c]
+        ax.plot(t, m, color=colour, lw=0.9, label=f"{name} (mean over files)")
+        ax.fill_between(t, m - h, m + h, color=colour, alpha=0.2, lw=0)
+    ax.set_xlabel("seconds of audio (position in each file)")
+    ax.set_ylabel("loss (mean over files, 95 % band)")
+    ax.set_title(f"Layer {layer_id}: Figure 5 over {int(n.max()) if len(n) else 0} files")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    files = ax.twinx()
+    files.plot(t, n[keep], color="grey", lw=0.8, ls="--")
+    files.set_ylabel("files at this position", color="grey")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_eval(out_dir: Path, doc: dict, plots: bool = True) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "eval.json", "text": out_dir / "eval.txt"}
+    public = {k: v for k, v in doc.items() if not k.startswith("_")}
+    with atomic(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(_clean(public), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic(paths["text"]) as tmp:
+        tmp.write_text(render_text(public), encoding="utf-8")
+    if plots and doc["frame_rate"]:
+        for L, curve in doc["_curves"].items():
+            p = out_dir / f"eval_layer{L}.png"
+            with atomic(p) as tmp:
+                plot_layer(tmp, str(L), curve, doc["frame_rate"])
+            paths[f"png{L}"] = p
+    return paths
