@@ -1,5 +1,6 @@
-"""The ``ttt-tui`` command. Exit codes: 0 done, 1 internal error, 2 bad usage or bad input,
-130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (the report of what was seen is written first)."""
+"""The ``ttt-tui`` command. Exit codes: 0 done, 1 internal error, 2 bad usage or bad input, 3 some files of an
+eval failed, 130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (the report of what was seen is written
+first)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, InputError
 from .files import WriteError
 
 
@@ -298,9 +299,6 @@ def tensorboard_command(argv) -> int:
         print(f"{run.folder} -> {folder}", file=sys.stderr)
     print(a.logdir)
     return EXIT_OK
-
-
-EXIT_SOME_FAILED = 3
 
 
 def eval_command(argv) -> int:

@@ -3,6 +3,7 @@
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
+EXIT_SOME_FAILED = 3  # ttt-tui eval: some files of the data set failed; the rest is evaluated
 
 
 class InputError(Exception):
