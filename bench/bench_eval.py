@@ -3,7 +3,7 @@
 Prints JSON (medians): wall time of each, audio seconds per wall second, and the speed-up of N ranks over one
 (goal for 2 ranks: >= 1.6x). Whole commands, start-up and merge included, as a user runs them.
 
-    python bench/bench_eval.py [--files 8] [--seconds 60] [--ranks 2] [--runs 3]
+    python bench/bench_eval.py [--files 8] [--seconds 240] [--ranks 2] [--runs 3]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def timed(cmd: list[str], out: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a few seconds, figures printed, no goal (what .ci/run runs)")

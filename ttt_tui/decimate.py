@@ -58,30 +58,61 @@ def minmax_decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.n
     return x[idx], np.stack([lo, hi], 1).reshape(-1)
 
 
+def column_summary(rows: np.ndarray, buckets: int) -> dict:
+    """One pass over ``rows`` [n, k] cut into about ``buckets`` buckets of consecutive rows: per column and
+    bucket the minimum, maximum and mean of the finite values, with each bucket's first and last row and centre.
+    One transposed float32 copy, then contiguous reductions (about 3 ms per 1M x 3); only buckets that hold a
+    NaN/Inf are reduced again without them (a bucket with none finite gets count 0). Returns arrays
+    ``lo``, ``hi``, ``mean``, ``count`` [k, B] and ``first``, ``last``, ``centre`` [B]."""
+    if rows.ndim == 1:
+        rows = rows[:, None]
+    n, k = rows.shape
+    size = max(1, -(-n // max(1, buckets)))
+    full = n // size
+    blocks = np.ascontiguousarray(rows[: full * size].T, dtype=np.float32).reshape(k, full, size)
+    lo, hi, total = blocks.min(2), blocks.max(2), blocks.sum(2)
+    count = np.full((k, full), float(size))
+    first = np.arange(full) * size
+    if full * size < n:  # the shorter last bucket
+        tail = np.asarray(rows[full * size :], dtype=np.float32)
+        lo = np.concatenate([lo, tail.min(0)[:, None]], 1)
+        hi = np.concatenate([hi, tail.max(0)[:, None]], 1)
+        total = np.concatenate([total, tail.sum(0)[:, None]], 1)
+        count = np.concatenate([count, np.full((k, 1), float(n - full * size))], 1)
+        first = np.append(first, full * size)
+    last = np.minimum(first + size, n) - 1
+    for c, b in np.argwhere(~(np.isfinite(lo) & np.isfinite(hi) & np.isfinite(total))):
+        seg = np.asarray(rows[first[b] : last[b] + 1, c], dtype=np.float32)
+        fin = seg[np.isfinite(seg)]
+        if fin.size:
+            lo[c, b], hi[c, b], total[c, b], count[c, b] = fin.min(), fin.max(), fin.sum(), fin.size
+        else:
+            lo[c, b] = hi[c, b] = total[c, b] = np.nan
+            count[c, b] = 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (total / count).astype(np.float32)
+    return {
+        "lo": lo,
+        "hi": hi,
+        "mean": mean,
+        "count": count,
+        "first": first.astype(np.float64),
+        "last": last.astype(np.float64),
+        "centre": (first + last) / 2.0,
+    }
+
+
 def column_means(rows: np.ndarray, buckets: int):
     """Per column of ``rows`` [n, k]: (positions, means) of about ``buckets`` buckets of consecutive rows, each
     mean over the bucket's finite values placed at the bucket's centre (a bucket with none finite is dropped).
     What a line chart draws once there are more rows than columns: the level, where min/max gives the spread."""
     if rows.ndim == 1:
         rows = rows[:, None]
-    n, k = rows.shape
-    if n == 0:
-        return [(np.zeros(0), np.zeros(0, np.float32)) for _ in range(k)]
-    size = max(1, -(-n // max(1, buckets)))
-    nb = -(-n // size)
-    pad = nb * size - n
-    a = np.ascontiguousarray(rows.T, dtype=np.float64)
-    fin = np.isfinite(a)
-    vals = np.where(fin, a, 0.0)
-    if pad:
-        vals = np.concatenate([vals, np.zeros((k, pad))], 1)
-        fin = np.concatenate([fin, np.zeros((k, pad), bool)], 1)
-    sums = vals.reshape(k, nb, size).sum(2)
-    counts = fin.reshape(k, nb, size).sum(2)
-    starts = np.arange(nb) * size
-    centres = (starts + np.minimum(starts + size, n) - 1) / 2.0
+    if rows.shape[0] == 0:
+        return [(np.zeros(0), np.zeros(0, np.float32)) for _ in range(rows.shape[1])]
+    s = column_summary(rows, buckets)
     out = []
-    for c in range(k):
-        ok = counts[c] > 0
-        out.append((centres[ok], (sums[c, ok] / counts[c, ok]).astype(np.float32)))
+    for c in range(rows.shape[1]):
+        ok = s["count"][c] > 0
+        out.append((s["centre"][ok], s["mean"][c, ok]))
     return out

@@ -57,6 +57,7 @@ STATE_STYLE = {
 }
 # per series (l0, lprev, lafter); "ascii" also tells the series apart without colour (NO_COLOR, monochrome)
 MARKERS = {"braille": ("braille",) * 3, "hd": ("hd",) * 3, "dot": ("dot",) * 3, "ascii": ("*", "+", ".")}
+BAND_MIN_ROWS = 10  # charts at least this tall get the min/max band
 WINDOWS_BUDGET_S = 0.03  # per status refresh, for the windows of an opened long run to catch up
 CHART_BUDGET = 0.08  # while inference runs, charts may use at most this share of the time (same GIL)
 
@@ -271,7 +272,9 @@ class LayerPanel(Vertical):
         chart = chart_series(data, frame_rate, view, max(4, size[0] - 10))  # minus the y labels' columns
         colours = VIEW_COLOURS[view.mode]
         shapes = markers if view.mode == "losses" else (markers[0],) * len(colours)
-        if markers[0] != "*":  # a faint band of each column's min and max behind (not without colour: ascii)
+        # a faint band of each column's min and max behind the lines: not without colour (ascii), and not in
+        # charts too low for it to be more than clutter (8 layers at 200x60: it would also double plotext's work)
+        if markers[0] != "*" and size[1] >= BAND_MIN_ROWS:
             for (x, y), colour in zip(chart.bands, colours, strict=False):
                 if len(x):
                     plt.scatter(x.tolist(), y.tolist(), color=faint(colour), marker=markers[0])
@@ -309,7 +312,7 @@ class DashboardApp(App):
     Screen.too-small > #too-small { display: block; }
     """
     MIN_SIZE = (60, 18)  # below this, one line says what size is needed
-    PANEL_ROWS = 13  # a panel with a readable chart: borders, counters, 8 chart rows
+    PANEL_ROWS = 12  # a panel with a readable chart: borders, counters, 7 chart rows (8 layers fit 200x60)
     BINDINGS = [
         Binding("space", "toggle_pause", "pause"),
         Binding("f", "toggle_follow", "follow"),

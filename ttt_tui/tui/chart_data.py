@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..decimate import column_means, minmax_columns
+from ..decimate import column_summary
 
 ZOOM_LEVELS = (None, 600.0, 120.0, 30.0, 10.0)  # seconds shown; None = the whole run
 SMOOTH_TOKENS = 10  # the paper's moving average
@@ -88,20 +88,28 @@ def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, column
         pre = _derive(data[max(0, start - SMOOTH_TOKENS + 1) : start], mode)
         line = np.stack([moving_average(raw[:, c], SMOOTH_TOKENS, pre[:, c]) for c in range(raw.shape[1])], 1)
     if view.log_y and mode == "losses":  # plotted as log10 of the loss (plotext's own log axis fails on its margins)
-        raw, line = (np.log10(np.maximum(a, 1e-12)) for a in (raw, line))
+        smoothed = line is not raw
+        raw = np.log10(np.maximum(raw, 1e-12))
+        line = np.log10(np.maximum(line, 1e-12)) if smoothed else raw
     buckets = max(4, columns)
     if mode == "violations":
         buckets = max(1, min(buckets, raw.shape[0] // MIN_PER_VIOLATION_POINT))
     decimated = raw.shape[0] > buckets
     scale = 1.0 / frame_rate if view.x_seconds else 1.0
-    lines = [((x + start) * scale, y) for x, y in column_means(line, buckets)]
-    bands = []
-    if mode != "violations" and (decimated or view.smooth):
-        for pos, lo, hi in minmax_columns(raw, buckets):
-            if len(pos) == len(lo):  # every sample is its own point
-                bands.append(((pos + start) * scale, lo))
-            else:
-                bands.append(((pos + start) * scale, np.stack([lo, hi], 1).reshape(-1)))
+    lines, bands = [], []
+    if raw.shape[0]:
+        summary = column_summary(raw, buckets)  # one pass: the band (min, max) and the line (mean)
+        means = summary if line is raw else column_summary(line, buckets)
+        for c in range(raw.shape[1]):
+            ok = means["count"][c] > 0
+            lines.append(((means["centre"][ok] + start) * scale, means["mean"][c, ok]))
+            if mode != "violations" and (decimated or view.smooth):
+                ok = summary["count"][c] > 0
+                x = np.stack([summary["first"][ok], summary["last"][ok]], 1).reshape(-1)
+                y = np.stack([summary["lo"][c, ok], summary["hi"][c, ok]], 1).reshape(-1)
+                bands.append(((x + start) * scale, y))
+    else:
+        lines = [(np.zeros(0), np.zeros(0, np.float32)) for _ in range(raw.shape[1])]
     hlines = {"gains": (0.0,), "violations": (10.0, 50.0)}.get(mode, ())
     xlabel = "seconds of audio" if view.x_seconds else "token"
     return Chart(xlabel, lines, bands, VIEW_SERIES[mode], hlines, decimated)
