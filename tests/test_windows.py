@@ -140,3 +140,14 @@ def test_the_report_has_windows_changes_and_a_condensed_table(tmp_path):
     table = section.split("Over time")[1].split("From the start")[0]
     assert 20 <= sum(1 for line in table.splitlines() if line.strip()[:2].isdigit()) <= 24
     assert (tmp_path / "figure5_layer0.png").stat().st_size > 10_000
+
+
+def test_a_slowly_sinking_improvement_does_not_flip_flop():
+    """An improvement that sinks slowly to the limit of what a 30 s window can tell (as layers 1 and 2 do on an
+    hour of speech) is not reported as stopping and starting again: a change needs a step."""
+    rng = np.random.default_rng(9)
+    data = np.concatenate([stream(60, rng, improvement=0.1 * 0.9**k) for k in range(60)])
+    lw = layer_windows(data, RATE)
+    states = [r["state"] for r in lw.regimes]
+    assert len(states) == len(set(states)), lw.changes()  # never back to an earlier state
+    assert states[0] == "HEALTHY" and len(states) <= 3

@@ -11,16 +11,18 @@ decided statistically:
   ("batch means": neighbouring tokens are correlated, so the per-token spread over sqrt(n) would be far too
   small).
 - A window's *state*, with ``Z`` = 3 SE of margin: EXPLODING (a NaN/Inf, or mean l0 > 10: no margin needed);
-  DEGENERATIVE (improvement surely below -0.0001); NOT_LEARNING (improvement not surely above 0.0001);
-  otherwise the layer surely learns, and the state is NOT_ADAPTING (violations surely above 50 %, or context
-  gain surely <= 0), HEALTHY (violations surely below 10 %) or ELEVATED_VIOLATIONS (surely 10-50 %). A window
-  whose violation rate or context gain straddles a threshold has no state: it neither starts nor breaks a
-  change.
-- A change of regime needs ``PERSIST`` = 3 windows in a row whose state differs from the regime's (a window in
-  the regime's state cancels them), and the same rule applied to those windows pooled (their means, and the SE
-  of the pooled mean) must give a state other than the regime's: that state is the new regime, dated at the
-  start of the first of those windows (within one window of the true time). EXPLODING needs one window: NaN is
-  not noise.
+  DEGENERATIVE (improvement surely below -0.0001); NOT_LEARNING (improvement not surely above 0.0001: a layer
+  that stopped sits at 0 +- noise); otherwise the layer surely learns, and the state is NOT_ADAPTING
+  (violations surely above 50 %, or context gain surely <= 0), HEALTHY (violations surely below 10 %) or
+  ELEVATED_VIOLATIONS (surely 10-50 %). A window whose violation rate or context gain straddles a threshold
+  has no state: it neither starts nor breaks a change.
+- A change of regime needs ``PERSIST`` = 3 windows whose state differs from the regime's (a window in the
+  regime's state cancels them), and the same rule applied to *every* window since the first of them, pooled
+  (their means, and the SE of the pooled mean), must give a state other than the regime's: that state is the
+  new regime, dated at the start of the first of those windows (within one window of the true time), if
+  those windows also differ from the regime's recent level (its last ``REFERENCE`` = 5 windows) by more than 3
+  combined SE in one of the three numbers: a step, not an improvement that sinks slowly to the limit of what
+  a window can tell. EXPLODING needs one window: NaN is not noise.
 - The first regime is the pooled state of the first ``PERSIST`` windows with a state.
 """
 
@@ -38,6 +40,12 @@ DEFAULT_WINDOW_S = 30.0
 SUB_BLOCKS = 10
 Z = 3.0
 PERSIST = 3
+REFERENCE = 5  # windows of the regime's recent level a candidate change is compared with
+METRICS = (
+    ("avg_improvement", "improvement_se"),
+    ("violation_rate", "violation_rate_se"),
+    ("context_gain", "context_gain_se"),
+)
 MIN_IMPROVEMENT = 1e-4  # the report's MINIMAL IMPROVEMENT threshold
 
 STATES = ("EXPLODING", "DEGENERATIVE", "NOT_LEARNING", "NOT_ADAPTING", "ELEVATED_VIOLATIONS", "HEALTHY")
@@ -124,11 +132,7 @@ def pool(windows: list[dict]) -> dict:
         "nonfinite": sum(w["nonfinite"] for w in windows),
         "l0_mean": float(np.dot(wt, [w["l0_mean"] for w in windows])),
     }
-    for key, se_key in (
-        ("avg_improvement", "improvement_se"),
-        ("violation_rate", "violation_rate_se"),
-        ("context_gain", "context_gain_se"),
-    ):
+    for key, se_key in METRICS:
         out[key] = float(np.dot(wt, [w[key] for w in windows]))
         if all(se_key in w for w in windows):
             out[se_key] = float(np.sqrt(np.dot(wt**2, [w[se_key] ** 2 for w in windows])))
@@ -193,13 +197,31 @@ class LayerWindows:
         self._pending.append(i)
         if len(self._pending) < self.persist:
             return
-        new = state(pool([self.windows[j] for j in self._pending]))
-        if new is not None and new != self.state:
+        # pooled: every window since the first departing one, the undecided ones too (pooling only the
+        # departing windows would pick the extremes of a stationary stream)
+        since = [w for w in self.windows[self._pending[0] :] if "improvement_se" in w and not _exploding(w)]
+        new = state(pool(since))
+        if new is not None and new != self.state and self._differs(since, self._pending[0]):
             self._new_regime(new, self._pending[0])
         elif self.regimes:  # pooled, the windows are in the regime after all (or undecided): noise
             self._pending = []
         else:  # no first regime yet: slide on
             self._pending.pop(0)
+
+    def _differs(self, since: list[dict], first: int) -> bool:
+        """Whether the candidate windows differ from the regime's recent level (its last ``REFERENCE`` windows
+        in its own state) by more than ``Z`` combined SE in one of the three numbers: a new label alone can come
+        from an improvement that sinks slowly towards the limit of what a window can tell; a change needs a
+        step. No reference (the first regime, or after EXPLODING): the label decides."""
+        cur = self.state
+        ref = [w for w in self.windows[:first] if w.get("state") == cur and "improvement_se" in w][-REFERENCE:]
+        if not self.regimes or cur == "EXPLODING" or not ref:
+            return True
+        a, b = pool(since), pool(ref)
+        for key, se_key in METRICS:
+            if abs(a[key] - b[key]) > Z * math.hypot(a[se_key], b[se_key]):
+                return True
+        return False
 
     @property
     def state(self) -> str | None:
