@@ -55,7 +55,7 @@ def test_one_process_shards_and_torchrun_agree(dataset, tmp_path, capsys):
     one = tmp_path / "one"
     assert main(["eval", manifest, "--out", str(one), "--torch-device", "cpu"]) == 3  # missing.wav failed
     doc = load(one)
-    assert doc["counts"] == {"finished": 4, "failed": 1, "interrupted": 0, "missing": 0}
+    assert doc["counts"] == {"finished": 4, "failed": 1, "interrupted": 0, "running": 0, "missing": 0}
     assert doc["worst_first"][0] == 4 and "no such file" in doc["runs"][4]["reason"]
     assert [r["status"] for r in doc["runs"]] == ["finished"] * 4 + ["failed"]
     for k in range(4):  # each file has the report folder of a single run
@@ -130,3 +130,49 @@ def test_bad_data_sets_one_line_exit_2(tmp_path, capsys, monkeypatch, make, args
     assert main(["eval", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and want in err and "Traceback" not in err, err
+
+
+def test_eval_on_screen_and_open_afterwards(dataset, tmp_path):
+    """In a terminal the files run in a thread while the screen follows the aggregate (progress over files, the
+    averaged losses, the files worst first); `ttt-tui open DIR` shows the same folder afterwards."""
+    import asyncio
+
+    from ttt_tui.cli import build_parser
+    from ttt_tui.evaluation.inputs import record, shard
+    from ttt_tui.evaluation.runner import Stop, run_shard
+    from ttt_tui.tui.eval_view import EvalApp
+
+    files = [dataset / "f0.wav", dataset / "f2.wav"]
+    out = tmp_path / "e"
+    a = build_parser(dataset=True).parse_args([*map(str, files), "--torch-device", "cpu", "--no-plots"])
+    a.input, a.headless = str(files[0]), True
+    record(out, files)
+    stop = Stop()
+    app = EvalApp(out, run=lambda: run_shard(a, shard(files, 0, 1), out, 2, stop=stop), stop=stop)
+
+    async def live():
+        async with app.run_test(size=(120, 40)) as pilot:
+            t0 = time.time()
+            while app.running and time.time() - t0 < 60:
+                await pilot.pause(0.2)
+            await pilot.pause(2.5)  # one more merge after the end
+            header = str(app.query_one("#header").render())
+            rows = app.query_one("#files").row_count
+            app.save_screenshot(filename="eval.svg", path=str(tmp_path))
+            await pilot.press("q")
+        return header, rows
+
+    header, rows = asyncio.run(live())
+    assert "DONE" in header and "2 / 2 files finished" in header and "layer 0" in header, header
+    assert rows == 2 and len(app.result.finished) == 2
+    assert "averaged&#160;over&#160;files" in (tmp_path / "eval.svg").read_text()
+
+    async def reopen():
+        again = EvalApp(out)
+        async with again.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(2.5)
+            header = str(again.query_one("#header").render())
+            await pilot.press("q")
+        return header
+
+    assert "2 / 2 files finished" in asyncio.run(reopen())

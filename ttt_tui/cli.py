@@ -223,10 +223,19 @@ def open_command(argv) -> int:
         )
     if not 0.1 <= a.refresh <= 30:
         raise InputError("--refresh must be within 0.1..30 Hz")
+    from pathlib import Path
+
+    from .evaluation.inputs import INPUTS_NAME
     from .tui.app import DashboardApp
     from .tui.opened import OpenedRun
     from .tui.run import size_from_the_terminal
 
+    if (Path(a.folder) / INPUTS_NAME).is_file():  # an eval folder: its aggregate, followed while it grows
+        from .tui.eval_view import EvalApp
+
+        size_from_the_terminal()
+        EvalApp(a.folder).run()
+        return EXIT_OK
     run = OpenedRun(a.folder)
     size_from_the_terminal()
     try:
@@ -328,9 +337,12 @@ def eval_command(argv) -> int:
         raise InputError("--shard is for batch arrays; under torchrun the ranks are the shards")
     a.input = str(files[0])
     _validate(a)  # the run options, once for all files
+    on_screen = not (a.headless or a.shard or dist.active) and screen_capable()
     a.headless = True
     index, count = parse_shard(a.shard) if a.shard else (0, 1)
     out = Path(a.out) if a.out else default_out_dir_for("eval")
+    if on_screen:
+        return _eval_on_screen(a, files, out)
     dist.start(a)
     try:
         if dist.active:
@@ -357,6 +369,39 @@ def eval_command(argv) -> int:
         dist.close()
     if result.signal_code is not None:
         return result.signal_code
+    return EXIT_SOME_FAILED if result.failed else EXIT_OK
+
+
+def _eval_on_screen(a, files, out) -> int:
+    """``ttt-tui eval`` in a terminal: the files run in a thread while the screen follows the aggregate."""
+    from .evaluation.aggregate import merge, render_text, write_eval
+    from .evaluation.inputs import record, shard
+    from .evaluation.runner import Stop, run_shard
+    from .tui.eval_view import EvalApp
+    from .tui.run import library_output_to, size_from_the_terminal
+
+    record(out, files)
+    stop = Stop()
+
+    def work():
+        result = run_shard(a, shard(files, 0, 1), out, len(files), stop=stop)
+        write_eval(out, merge([out]), plots=not a.no_plots)
+        return result
+
+    app = EvalApp(out, run=work, stop=stop)
+    size_from_the_terminal()
+    with library_output_to(out / "library_output.log"):  # the per-file progress lines, and library output
+        app.run()
+    if app.error and app.result is None:
+        print(f"ttt-tui: internal error in the evaluation: {app.error}", file=sys.stderr)
+        return EXIT_INTERNAL
+    result = app.result
+    doc = merge([out])
+    sys.stderr.write(render_text({k: v for k, v in doc.items() if not k.startswith("_")}))
+    print(out)
+    if result is None or stop.code is not None:  # left before the end: the same command resumes
+        print(f"ttt-tui: evaluation stopped; the same command resumes it ({out}/)", file=sys.stderr)
+        return stop.code or 130
     return EXIT_SOME_FAILED if result.failed else EXIT_OK
 
 

@@ -14,28 +14,32 @@ from ..diagnosis import VERDICTS, diagnose
 from ..errors import InputError
 from ..files import atomic
 from ..report import _clean
-from ..runlog import LOG_NAME, RunLogReader, read_run
+from ..runlog import LOG_NAME, RunLogReader, read_run, writer_alive
 from ..stats import LayerStats
 from .inputs import recorded, run_name
 
 FAILED_NAME = "failed.json"
+STATUSES = ("finished", "failed", "interrupted", "running", "missing")
 CURVE_POINTS = 500  # positions kept of each averaged curve in eval.json (the PNG uses all)
 SEVERITY = {v: i for i, v in enumerate(("FAILED", *VERDICTS[1:], "NO_DATA"))}  # worst first
 
 
 def run_state(folder: Path) -> str | None:
-    """How the run in ``folder`` ended ('finished', 'stopped', 'error'...), None if it did not (or never ran)."""
+    """How the run in ``folder`` ended ('finished', 'stopped', 'error'...), 'running' while its writer runs,
+    'killed' if it is gone without an end; None if it never ran (or its log is unreadable)."""
     if not (folder / LOG_NAME).is_file():
         return None
     try:
         reader = RunLogReader(folder)
         try:
-            end = reader.end()
+            end, header = reader.end(), reader.header
         finally:
             reader.close()
     except Exception:
         return None
-    return end["state"] if end else None
+    if end:
+        return end["state"]
+    return "running" if writer_alive(header) else "killed"
 
 
 class _Curve:
@@ -97,6 +101,8 @@ def merge(dirs: list[str | Path]) -> dict:
                     entry.update(status="failed", folder=str(folder), reason=json.loads(failed.read_text())["reason"])
                 except (OSError, ValueError, KeyError):
                     entry.update(status="failed", folder=str(folder), reason="unreadable failure record")
+            elif state == "running" and entry["status"] == "missing":
+                entry.update(status="running", folder=str(folder))
             elif state is not None and entry["status"] == "missing":
                 entry.update(status="interrupted", folder=str(folder), reason=f"run ended as {state}")
         if entry["status"] == "finished":
@@ -161,7 +167,7 @@ def merge(dirs: list[str | Path]) -> dict:
             e["index"],
         ),
     )
-    counts = {s: sum(1 for e in per_file if e["status"] == s) for s in ("finished", "failed", "interrupted", "missing")}
+    counts = {s: sum(1 for e in per_file if e["status"] == s) for s in STATUSES}
     return {
         "files": len(files),
         "counts": counts,
@@ -178,7 +184,7 @@ def render_text(doc: dict) -> str:
     lines = ["=" * 80, "TTT DATA-SET EVALUATION - Figure 5 over many files", "=" * 80, ""]
     lines.append(
         f"{doc['files']} files: {c['finished']} finished, {c['failed']} failed, {c['interrupted']} interrupted, "
-        f"{c['missing']} not run yet"
+        f"{c['running']} running, {c['missing']} not run yet"
     )
     lines.append("")
     for L, d in doc["layers"].items():

@@ -29,9 +29,9 @@ class ShardResult:
     signal_code: int | None = None  # the exit code of the signal that stopped the shard
 
 
-class _Stop:
-    """SIGINT/SIGTERM: the file being run stops at its next block and writes its report; no further file
-    starts. ``code``: the documented exit code of the signal."""
+class Stop:
+    """SIGINT/SIGTERM (or ``request``, from a screen that quits): the file being run stops at its next block and
+    writes its report; no further file starts. ``code``: the documented exit code of the signal."""
 
     def __init__(self):
         self.code: int | None = None
@@ -44,6 +44,9 @@ class _Stop:
         if self.session is not None:
             self.session.engine.stop(signal.Signals(signum).name)
 
+    def request(self) -> None:
+        self(signal.SIGINT, None)
+
 
 def _fail(folder: Path, k: int, path: Path, reason: str, result: ShardResult) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,14 +56,20 @@ def _fail(folder: Path, k: int, path: Path, reason: str, result: ShardResult) ->
     print(f"ttt-tui: [{k}] {path}: skipped: {reason}", file=sys.stderr)
 
 
-def run_shard(args, items: list[tuple[int, Path]], out_dir: Path, total: int) -> ShardResult:
+def run_shard(args, items: list[tuple[int, Path]], out_dir: Path, total: int, stop: Stop | None = None) -> ShardResult:
     """Run the files ``items`` ((index, path) of the data set) into ``out_dir/runs``; ``args``: the run options
-    (the command line's), the same for every file."""
+    (the command line's), the same for every file. ``stop``: given by a caller that runs this in a thread (a
+    screen); otherwise SIGINT/SIGTERM stop it."""
+    import threading
+
     from ..session import Session, make_backend
 
     result = ShardResult()
-    stop = _Stop()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {}
+    if stop is None:
+        stop = Stop()
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     backend = None
     try:
         for k, path in items:
