@@ -86,7 +86,8 @@ Press any key to close."""
 
 
 def short_path(path) -> str:
-    """The report folder as the user can type it: relative to the working folder when that is shorter."""
+    """The report folder as the user can type it: relative when it lies inside the working folder (the default
+    ttt_tui_reports/...), else the full path."""
     import os
 
     full = str(path)
@@ -94,7 +95,7 @@ def short_path(path) -> str:
         rel = os.path.relpath(full)
     except ValueError:
         return full
-    return rel if len(rel) < len(full) and not rel.startswith("../..") else full
+    return rel if len(rel) < len(full) and not rel.startswith("..") else full
 
 
 def fmt(x: float, digits: int = 4) -> str:
