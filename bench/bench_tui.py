@@ -35,6 +35,7 @@ from ttt_tui.backends.base import Backend  # noqa: E402
 from ttt_tui.cli import build_parser  # noqa: E402
 from ttt_tui.engine import Engine  # noqa: E402
 from ttt_tui.session import Session  # noqa: E402
+from ttt_tui.settings import RunSettings  # noqa: E402
 from ttt_tui.store import LossStore  # noqa: E402
 from ttt_tui.tui.app import DashboardApp, LayerPanel  # noqa: E402
 
@@ -82,7 +83,7 @@ def stub_session(store: LossStore, tmp: Path):
         store=store,
         source=_NoAudio(),
         backend=_IdleBackend(),
-        args=SimpleNamespace(mic=False, input="synthetic 8 x 1M"),
+        settings=RunSettings(input="synthetic 8 x 1M"),
         out_dir=tmp,
         write_report=lambda: {},
         exit_code=lambda: 0,

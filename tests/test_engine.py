@@ -141,7 +141,7 @@ def test_process_engine_runs_the_model_in_a_child():
     from ttt_tui.session import Session
 
     s = Session(_args())
-    eng = ProcessEngine(s.args, s.source, s.backend)
+    eng = ProcessEngine(s.settings, s.source, s.backend)
     eng.start()
     assert eng.wait(60)
     assert eng.status.state == "finished" and eng.status.error is None
@@ -159,7 +159,7 @@ def test_process_engine_pause_and_stop():
     from ttt_tui.session import Session
 
     s = Session(_args("--realtime", "--block-seconds", "0.25"))
-    eng = ProcessEngine(s.args, s.source, s.backend)
+    eng = ProcessEngine(s.settings, s.source, s.backend)
     eng.start()
     import time
 

@@ -140,15 +140,16 @@ def test_eval_on_screen_and_open_afterwards(dataset, tmp_path):
     from ttt_tui.cli import build_parser
     from ttt_tui.evaluation.inputs import record, shard
     from ttt_tui.evaluation.runner import Stop, run_shard
+    from ttt_tui.settings import RunSettings
     from ttt_tui.tui.eval_view import EvalApp
 
     files = [dataset / "f0.wav", dataset / "f2.wav"]
     out = tmp_path / "e"
     a = build_parser(dataset=True).parse_args([*map(str, files), "--torch-device", "cpu", "--no-plots"])
-    a.input, a.headless = str(files[0]), True
+    settings = RunSettings.from_args(a)
     record(out, files)
     stop = Stop()
-    app = EvalApp(out, run=lambda: run_shard(a, shard(files, 0, 1), out, 2, stop=stop), stop=stop)
+    app = EvalApp(out, run=lambda: run_shard(settings, shard(files, 0, 1), out, 2, stop=stop), stop=stop)
 
     async def live():
         async with app.run_test(size=(120, 40)) as pilot:

@@ -236,7 +236,7 @@ def test_dashboard_crash_still_writes_report_and_exits_1(tmp_path, monkeypatch, 
     args = build_parser().parse_args(
         [str(SAMPLE), "--out", str(tmp_path / "rep"), "--torch-device", "cpu", "--no-plots", "--exit-on-finish"]
     )
-    assert run_dashboard(Session(args), args) == 1
+    assert run_dashboard(Session(args), exit_on_finish=True) == 1
     err = capsys.readouterr().err
     assert "ttt-tui: internal error in the dashboard: RuntimeError: chart exploded" in err
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["run"]["interrupted"] is True

@@ -12,6 +12,7 @@ import sys
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, InputError
 from .files import WriteError
+from .settings import RunSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -338,19 +339,19 @@ def eval_command(argv) -> int:
     a.input = str(files[0])
     _validate(a)  # the run options, once for all files
     on_screen = not (a.headless or a.shard or dist.active) and screen_capable()
-    a.headless = True
     index, count = parse_shard(a.shard) if a.shard else (0, 1)
     out = Path(a.out) if a.out else default_out_dir_for("eval")
+    settings = RunSettings.from_args(a)
     if on_screen:
-        return _eval_on_screen(a, files, out)
-    dist.start(a)
+        return _eval_on_screen(settings, files, out, plots=not a.no_plots)
+    settings = dist.start(settings)
     try:
         if dist.active:
             index, count = dist.rank, dist.world
         if not dist.active or dist.rank == 0:
             record(out, files)
         dist.barrier()
-        result = run_shard(a, shard(files, index, count), out, len(files))
+        result = run_shard(settings, shard(files, index, count), out, len(files))
         dist.barrier()
         if (dist.active and dist.rank == 0) or (not dist.active and not a.shard):
             doc = merge([out])
@@ -372,7 +373,7 @@ def eval_command(argv) -> int:
     return EXIT_SOME_FAILED if result.failed else EXIT_OK
 
 
-def _eval_on_screen(a, files, out) -> int:
+def _eval_on_screen(settings, files, out, plots: bool) -> int:
     """``ttt-tui eval`` in a terminal: the files run in a thread while the screen follows the aggregate."""
     from .evaluation.aggregate import merge, render_text, write_eval
     from .evaluation.inputs import record, shard
@@ -384,8 +385,8 @@ def _eval_on_screen(a, files, out) -> int:
     stop = Stop()
 
     def work():
-        result = run_shard(a, shard(files, 0, 1), out, len(files), stop=stop)
-        write_eval(out, merge([out]), plots=not a.no_plots)
+        result = run_shard(settings, shard(files, 0, 1), out, len(files), stop=stop)
+        write_eval(out, merge([out]), plots=plots)
         return result
 
     app = EvalApp(out, run=work, stop=stop)
@@ -459,7 +460,7 @@ def _run(args) -> int:
         return run_headless(session)
     from .tui.run import run_dashboard
 
-    return run_dashboard(session, args)
+    return run_dashboard(session, refresh=args.refresh, marker=args.marker, exit_on_finish=args.exit_on_finish)
 
 
 def console() -> None:

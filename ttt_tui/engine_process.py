@@ -76,30 +76,29 @@ class _LogOrQueue:
             self.log.close(end)
 
 
-def _child_main(args: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: dict | None = None) -> None:
+def _child_main(settings: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: dict | None = None) -> None:
     # The parent owns the terminal and the signals (ctrl+c, SIGHUP, SIGTERM reach the whole process group):
     # it stops us through stop_ev, after it has what we sent.
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, signal.SIG_IGN)
-    import argparse
-
     from .engine import Engine
     from .errors import InputError
+    from .factory import make_backend, make_source
     from .runlog import RunLogWriter
-    from .session import make_backend, make_source
+    from .settings import RunSettings
 
     try:
-        ns = argparse.Namespace(**args)
-        backend = make_backend(ns)
-        source = make_source(ns, backend)
+        settings = RunSettings(**settings)
+        backend = make_backend(settings)
+        source = make_source(settings, backend)
         # the inference process writes the run log
-        log = _LogOrQueue(RunLogWriter(ns.out, log_header) if log_header is not None else None, q)
+        log = _LogOrQueue(RunLogWriter(settings.out, log_header) if log_header is not None else None, q)
     except InputError as e:
         q.put(("status", {"state": "error", "error": str(e)}))
         _leave(q)
     q.put(("log", log.log is not None))  # the parent may open the log now
-    eng = Engine(source, backend, _NoStore(), out_dir=ns.out, log=log)
+    eng = Engine(source, backend, _NoStore(), out_dir=settings.out, log=log)
     eng.start()
     paused = False
     while not eng.wait(STATUS_EVERY_S):
@@ -135,10 +134,10 @@ def _status(eng, source, log: _LogOrQueue) -> dict:
 class ProcessEngine(EngineControl):
     """``Engine``'s interface, with inference in a spawned child process."""
 
-    def __init__(self, args, source, backend, store: LossStore | None = None, log_header: dict | None = None):
+    def __init__(self, settings, source, backend, store: LossStore | None = None, log_header: dict | None = None):
         # ``source`` is the parent's copy: duration and description; the mic level comes from the child
         super().__init__(source, backend, store)
-        self.args = args
+        self.settings = settings  # a RunSettings: the child builds its backend and source from it
         self.log_header = log_header
         self._ctx = mp.get_context("spawn")  # no fork of a process that holds OpenMP and Textual threads
         self._q = self._ctx.Queue()
@@ -153,7 +152,7 @@ class ProcessEngine(EngineControl):
         self.status.state = "starting"
         self._proc = self._ctx.Process(
             target=_child_main,
-            args=(vars(self.args), self._q, self._pause, self._stop, os.getpid(), self.log_header),
+            args=(self.settings.to_dict(), self._q, self._pause, self._stop, os.getpid(), self.log_header),
             name="ttt-tui-inference",
             daemon=True,
         )
@@ -192,7 +191,7 @@ class ProcessEngine(EngineControl):
         from .runlog import RunLogReader
 
         try:
-            self._reader = RunLogReader(self.args.out)
+            self._reader = RunLogReader(self.settings.out)
         except InputError as e:
             self.log_error = f"the run log could not be read: {e}"
 

@@ -5,17 +5,17 @@ torchrun's environment (``torch.distributed``: gloo on CPU, NCCL on GPUs, one GP
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InputError
 from ..files import atomic
+from ..settings import RunSettings
 from .aggregate import FAILED_NAME, run_state
 from .inputs import run_name
 
@@ -56,13 +56,16 @@ def _fail(folder: Path, k: int, path: Path, reason: str, result: ShardResult) ->
     print(f"ttt-tui: [{k}] {path}: skipped: {reason}", file=sys.stderr)
 
 
-def run_shard(args, items: list[tuple[int, Path]], out_dir: Path, total: int, stop: Stop | None = None) -> ShardResult:
-    """Run the files ``items`` ((index, path) of the data set) into ``out_dir/runs``; ``args``: the run options
+def run_shard(
+    settings: RunSettings, items: list[tuple[int, Path]], out_dir: Path, total: int, stop: Stop | None = None
+) -> ShardResult:
+    """Run the files ``items`` ((index, path) of the data set) into ``out_dir/runs``; ``settings``: the run's
     (the command line's), the same for every file. ``stop``: given by a caller that runs this in a thread (a
     screen); otherwise SIGINT/SIGTERM stop it."""
     import threading
 
-    from ..session import Session, make_backend
+    from ..factory import make_backend
+    from ..session import Session
 
     result = ShardResult()
     previous = {}
@@ -81,8 +84,7 @@ def run_shard(args, items: list[tuple[int, Path]], out_dir: Path, total: int, st
                 result.skipped.append(k)
                 continue
             (folder / FAILED_NAME).unlink(missing_ok=True)
-            a = copy.copy(args)
-            a.input, a.out, a.force, a.mic, a.sample = str(path), str(folder), True, False, False
+            a = replace(settings, input=str(path), out=str(folder), force=True, mic=False)
             try:
                 if backend is None:  # one model for the whole shard (a Moshi checkpoint loads once)
                     backend = make_backend(a)
@@ -140,22 +142,24 @@ class Distributed:
         self.active = self.world > 1
         self._dist = None
 
-    def start(self, args) -> None:
+    def start(self, settings: RunSettings) -> RunSettings:
+        """Join the process group; returns the settings with this rank's device (one GPU per rank)."""
         if not self.active:
-            return
+            return settings
         from datetime import timedelta
 
         import torch
         import torch.distributed as dist
 
-        cuda = torch.cuda.is_available() and not (args.torch_device or "").startswith("cpu")
-        if cuda and not args.torch_device:
-            args.torch_device = f"cuda:{self.local_rank}"  # one GPU per rank
+        cuda = torch.cuda.is_available() and not (settings.torch_device or "").startswith("cpu")
+        if cuda and not settings.torch_device:
+            settings = replace(settings, torch_device=f"cuda:{self.local_rank}")
         if cuda:
-            torch.cuda.set_device(torch.device(args.torch_device))
+            torch.cuda.set_device(torch.device(settings.torch_device))
         # a long data set: ranks wait for each other at the end, however unequal their shards' lengths
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=72))
         self._dist = dist
+        return settings
 
     def barrier(self) -> None:
         if self._dist is not None:

@@ -362,7 +362,7 @@ class DashboardApp(App):
         self.audit = session.backend.audit()
         self.gates = session.backend.describe().get("effective_gate", {})
         self.compact = False  # too few rows for every chart: the selected layer's chart, the others one line each
-        window_s = float(getattr(session.args, "window", None) or DEFAULT_WINDOW_S)
+        window_s = float(session.settings.window or DEFAULT_WINDOW_S)
         self.windows = {i: LayerWindows(self.store.frame_rate, window_s) for i in self.store.layer_ids}
 
     # -- layout -------------------------------------------------------------------------------------------
@@ -372,7 +372,7 @@ class DashboardApp(App):
         with Container(id="layers"):
             for layer_id in self.store.layer_ids:
                 yield LayerPanel(layer_id)
-        if self.session.args.mic:
+        if self.session.settings.mic:
             yield Static("", id="mic")
         yield VerticalScroll(Static("", id="findings-text"), id="findings")
         yield Footer()
@@ -422,7 +422,7 @@ class DashboardApp(App):
         t.append(f" report: {short_path(self.session.out_dir)}/", style="bold cyan" if self.report_note else "cyan")
         if self.report_note and self.report_note.startswith("report failed"):
             t.append(f"  {self.report_note}", style="bold red")
-        t.append(f"  {'microphone' if self.session.args.mic else self.session.args.input}", style="bold")
+        t.append(f"  {'microphone' if self.session.settings.mic else self.session.settings.input}", style="bold")
         t.append(f"  model: {self.session.backend.name}  device: {self.session.backend.device}")
         return t
 
@@ -443,7 +443,7 @@ class DashboardApp(App):
             )
         n = len(self.store.layer_ids)
         columns = 2 if n > 4 and not small else 1
-        rows = height - 2 - 1 - 6 - (1 if self.session.args.mic else 0)  # header, footer, findings, mic
+        rows = height - 2 - 1 - 6 - (1 if self.session.settings.mic else 0)  # header, footer, findings, mic
         compact = n > 1 and rows / -(-n // columns) < self.PANEL_ROWS
         if compact != self.compact:
             self.compact = compact
@@ -500,7 +500,7 @@ class DashboardApp(App):
                 lines.append(f"layer {layer}: ", style="bold")
                 lines.append("TTT LEARNING APPEARS HEALTHY\n", style="green")
         self.query_one("#findings-text", Static).update(lines if lines else Text("waiting for data...", style="dim"))
-        if self.session.args.mic:
+        if self.session.settings.mic:
             src = self.session.source
             level = max(-60.0, min(0.0, src.level_db))
             bar = int((level + 60) / 60 * 30)

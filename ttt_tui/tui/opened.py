@@ -12,6 +12,8 @@ from types import SimpleNamespace
 from ..engine import EngineControl
 from ..report import LOSSES_CSV, REPORT_JSON, REPORT_TXT
 from ..runlog import RunLogReader, writer_alive
+from ..settings import RunSettings
+from ..windows import DEFAULT_WINDOW_S
 
 POLL_S = 0.25
 
@@ -75,7 +77,11 @@ class OpenedRun:
         self.reader = RunLogReader(folder)
         h = self.reader.header
         self.out_dir = self.reader.folder
-        self.args = SimpleNamespace(mic=h.get("input") == "microphone", input=f"{h.get('input')} (opened)")
+        self.settings = RunSettings(
+            mic=h.get("input") == "microphone",
+            input=f"{h.get('input')} (opened)",
+            window=float(h.get("window_s") or DEFAULT_WINDOW_S),
+        )
         self.source = SimpleNamespace(duration_s=h.get("input_duration_s"), level_db=-120.0, dropped_blocks=0)
         details = h.get("model_details") or {}
         self.backend = SimpleNamespace(

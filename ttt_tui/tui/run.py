@@ -49,13 +49,13 @@ def size_from_the_terminal() -> None:
         os.environ.pop(var, None)
 
 
-def run_dashboard(session: Session, args) -> int:
+def run_dashboard(session: Session, refresh: float = 2.0, marker: str = "braille", exit_on_finish: bool = False) -> int:
     from .app import DashboardApp
 
     session.use_process_engine()
 
     size_from_the_terminal()
-    app = DashboardApp(session, refresh_hz=args.refresh, marker=args.marker, exit_on_finish=args.exit_on_finish)
+    app = DashboardApp(session, refresh_hz=refresh, marker=marker, exit_on_finish=exit_on_finish)
     # The UI shares the GIL with the inference thread, whose op dispatch holds it in bursts: a shorter switch
     # interval lets key presses through faster (bench/bench_tui.py measures latency and throughput).
     interval = sys.getswitchinterval()
