@@ -66,6 +66,9 @@ def test_one_process_shards_and_torchrun_agree(dataset, tmp_path, capsys):
     by = layer["by_position"]
     assert by["n_files"][0] == 4 and by["n_files"][-1] == 1  # the longest file alone at its end
     assert (one / "eval_layer0.png").stat().st_size > 10_000 and "Files, worst first" in (one / "eval.txt").read_text()
+    three = tmp_path / "three"  # pooled rows span files: no quarter trends across recordings
+    assert main(["eval", *(str(dataset / f"f{k}.wav") for k in range(3)), "--out", str(three), "--no-plots"]) == 0
+    assert {d["verdict"] for d in load(three)["layers"].values()} == {"HEALTHY"}
     single = json.loads((one / "runs" / "00003-f3" / "report.json").read_text())
     assert doc["runs"][3]["layers"]["0"]["violation_rate"] == single["layers"]["0"]["violation_rate"]
 

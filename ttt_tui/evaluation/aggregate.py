@@ -129,8 +129,13 @@ def merge(dirs: list[str | Path]) -> dict:
         per_file.append(entry)
     layers_doc = {}
     for L, st in pooled.items():
-        rows = np.concatenate(pooled_rows[L])  # the pooled statistics' quarter trends need the rows
-        s = st.summary(rows)
+        s = st.summary(np.concatenate(pooled_rows[L]))
+        # No trends over the pooled rows: their order is the data set's file order, so "last quarter minus first
+        # quarter" would compare different recordings (all-HEALTHY files came out NOT_ADAPTING). Over context,
+        # the by-position curve answers it.
+        s["trend_available"] = False
+        for k in ("l0_trend", "lprev_trend", "gap_first_quarter", "gap_last_quarter", "gap_trend"):
+            s[k] = float("nan")
         verdict, fs = diagnose(s)
         n, mean, ci = curves[L].mean_ci()
         idx = np.unique(np.linspace(0, len(n) - 1, min(CURVE_POINTS, len(n))).astype(int)) if len(n) else []
