@@ -255,3 +255,20 @@ def test_when_the_log_fails_the_blocks_go_over_the_queue():
     assert [kind for kind, _ in sent] == ["losses"] * 3
     assert [b[0][0, 0] for _, b in sent] == [2, 3, 4]
     assert "No space left" in w.error
+
+
+def test_a_child_whose_last_messages_are_lost_ends_as_its_log_says(tmp_path):
+    """The run log is the record: if the child exits without its last status reaching the queue, the parent
+    takes the end state from the log instead of calling it a dead process."""
+    from ttt_tui.engine_process import ProcessEngine
+    from ttt_tui.runlog import RunLogReader, RunLogWriter
+    from ttt_tui.session import Session
+
+    s = Session(_args("--out", str(tmp_path / "run")))
+    log = RunLogWriter(tmp_path / "run", s.log_header())
+    log.close({"state": "finished", "stop_reason": None, "error": None, "audio_s": 24.73})
+    eng = ProcessEngine(s.settings, s.source, s.backend)
+    eng._reader = RunLogReader(tmp_path / "run")
+    assert eng._adopt_end()
+    assert eng.status.state == "finished" and eng.status.audio_s == 24.73 and eng.status.error is None
+    s.release()

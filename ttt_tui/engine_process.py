@@ -195,9 +195,26 @@ class ProcessEngine(EngineControl):
         except InputError as e:
             self.log_error = f"the run log could not be read: {e}"
 
+    def _adopt_end(self) -> bool:
+        """The run log's end record, if the child wrote one, as the run's end state (seen once in CI: the child
+        exited 0 after its log's end, and its last status and "done" never came out of the queue)."""
+        if self._reader is None:
+            return False
+        try:
+            end = self._reader.end()
+        except Exception:
+            return False
+        if not end:
+            return False
+        st = self.status
+        st.state, st.audio_s = end["state"], float(end.get("audio_s", st.audio_s))
+        st.stop_reason = st.stop_reason or end.get("stop_reason")
+        st.error = st.error or end.get("error")
+        return True
+
     def _receive(self) -> None:
         st = self.status
-        read_at = 0.0
+        read_at, gone_at = 0.0, None
         try:
             while True:
                 if time.monotonic() - read_at >= POLL_S:
@@ -207,7 +224,13 @@ class ProcessEngine(EngineControl):
                     kind, payload = self._q.get(timeout=POLL_S)
                 except queue.Empty:
                     if self._proc is not None and not self._proc.is_alive():
+                        gone_at = gone_at or time.monotonic()
+                        # what it sent last may still be on its way (not after a stop: abandon() killed it)
+                        if not self._stop.is_set() and time.monotonic() - gone_at < 1.0:
+                            continue
                         self._read_log()  # what it committed before it died
+                        if self._adopt_end():  # its log says how the run ended: the log is the record
+                            return
                         if self._stop.is_set() and st.state not in ("finished", "error"):
                             st.state = "stopped"  # stopped while loading, and ended by abandon()
                         elif st.state not in ("finished", "stopped", "error"):
