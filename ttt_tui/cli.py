@@ -281,7 +281,7 @@ def compare_command(argv) -> int:
 
         size_from_the_terminal()
         CompareApp(cmp, out).run()
-    sys.stderr.write(render_text({k: v for k, v in cmp.items() if not k.startswith("_")}))
+    sys.stderr.write(render_text(cmp))
     print(f"comparison written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
     print(out)
     return EXIT_OK
@@ -315,17 +315,14 @@ def eval_command(argv) -> int:
     """``ttt-tui eval INPUTS... --out DIR``: a data set, resumable, sharded (``--shard``, torchrun), merged."""
     from pathlib import Path
 
-    from .evaluation.aggregate import merge, render_text, write_eval
     from .evaluation.inputs import expand, parse_shard, record, shard
     from .evaluation.runner import Distributed, run_shard
+    from .files import default_out_dir
 
     a = build_parser(dataset=True).parse_args(argv)
     if a.merge:
         out = Path(a.out or a.merge[0])
-        doc = merge(a.merge)
-        paths = write_eval(out, doc, plots=not a.no_plots)
-        sys.stderr.write(render_text({k: v for k, v in doc.items() if not k.startswith("_")}))
-        print(f"evaluation written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
+        doc = _write_evaluation(a.merge, out, plots=not a.no_plots)
         print(out)
         return EXIT_SOME_FAILED if doc["counts"]["failed"] else EXIT_OK
     if a.mic or a.sample or a.list_devices:
@@ -340,7 +337,7 @@ def eval_command(argv) -> int:
     _validate(a)  # the run options, once for all files
     on_screen = not (a.headless or a.shard or dist.active) and screen_capable()
     index, count = parse_shard(a.shard) if a.shard else (0, 1)
-    out = Path(a.out) if a.out else default_out_dir_for("eval")
+    out = Path(a.out) if a.out else default_out_dir("eval")
     settings = RunSettings.from_args(a)
     if on_screen:
         return _eval_on_screen(settings, files, out, plots=not a.no_plots)
@@ -354,10 +351,7 @@ def eval_command(argv) -> int:
         result = run_shard(settings, shard(files, index, count), out, len(files))
         dist.barrier()
         if (dist.active and dist.rank == 0) or (not dist.active and not a.shard):
-            doc = merge([out])
-            paths = write_eval(out, doc, plots=not a.no_plots)
-            sys.stderr.write(render_text({k: v for k, v in doc.items() if not k.startswith("_")}))
-            print(f"evaluation written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
+            _write_evaluation([out], out, plots=not a.no_plots)
         elif a.shard:
             print(
                 f"shard {index}/{count}: {len(result.finished)} run, {len(result.skipped)} done before, "
@@ -373,6 +367,17 @@ def eval_command(argv) -> int:
     return EXIT_SOME_FAILED if result.failed else EXIT_OK
 
 
+def _write_evaluation(dirs, out, plots: bool) -> dict:
+    """Merge the eval folders ``dirs`` into ``out``: the files, and the answer on stderr."""
+    from .evaluation.aggregate import merge, render_text, write_eval
+
+    doc = merge(dirs)
+    paths = write_eval(out, doc, plots=plots)
+    sys.stderr.write(render_text(doc))
+    print(f"evaluation written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
+    return doc
+
+
 def _eval_on_screen(settings, files, out, plots: bool) -> int:
     """``ttt-tui eval`` in a terminal: the files run in a thread while the screen follows the aggregate."""
     from .evaluation.aggregate import merge, render_text, write_eval
@@ -383,10 +388,12 @@ def _eval_on_screen(settings, files, out, plots: bool) -> int:
 
     record(out, files)
     stop = Stop()
+    merged = {}
 
     def work():
         result = run_shard(settings, shard(files, 0, 1), out, len(files), stop=stop)
-        write_eval(out, merge([out]), plots=plots)
+        merged["doc"] = merge([out])
+        write_eval(out, merged["doc"], plots=plots)
         return result
 
     app = EvalApp(out, run=work, stop=stop)
@@ -397,19 +404,12 @@ def _eval_on_screen(settings, files, out, plots: bool) -> int:
         print(f"ttt-tui: internal error in the evaluation: {app.error}", file=sys.stderr)
         return EXIT_INTERNAL
     result = app.result
-    doc = merge([out])
-    sys.stderr.write(render_text({k: v for k, v in doc.items() if not k.startswith("_")}))
+    sys.stderr.write(render_text(merged.get("doc") or merge([out])))  # merged once, unless the screen left early
     print(out)
     if result is None or stop.code is not None:  # left before the end: the same command resumes
         print(f"ttt-tui: evaluation stopped; the same command resumes it ({out}/)", file=sys.stderr)
         return stop.code or 130
     return EXIT_SOME_FAILED if result.failed else EXIT_OK
-
-
-def default_out_dir_for(name: str):
-    from .files import default_out_dir
-
-    return default_out_dir(name)
 
 
 SUBCOMMANDS = {

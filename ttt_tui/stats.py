@@ -94,7 +94,8 @@ class LayerStats:
         return total
 
     def summary(self, data) -> dict:
-        """The report's statistics; ``data`` is the layer's rows (indexable [a:b] -> [k, 3])."""
+        """The report's statistics; ``data`` is the layer's rows (indexable [a:b] -> [k, 3]), or None for
+        statistics without the quarter trends (rows pooled from several recordings have no order to trend over)."""
         n, nf = self.n, self.n_finite
         out: dict = {"n_positions": n, "nonfinite": self.nonfinite, "violations": self.violations}
         out["violation_rate"] = 100.0 * self.violations / n if n else 0.0
@@ -115,8 +116,8 @@ class LayerStats:
             for name in LOSS_NAMES:
                 out[name] = {"mean": nan, "std": nan, "min": nan, "max": nan}
             out["avg_improvement"] = out["cumulative_benefit"] = out["context_gain"] = nan
-        q = n // 4
-        out["trend_available"] = n > 10
+        q = n // 4 if data is not None else 0
+        out["trend_available"] = n > 10 and data is not None
         if q:
             first, last = self._range_sums(0, q, data), self._range_sums(n - q, n, data)
             f, la = first[:3] / max(first[3], 1), last[:3] / max(last[3], 1)

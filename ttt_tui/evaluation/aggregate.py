@@ -84,7 +84,6 @@ def merge(dirs: list[str | Path]) -> dict:
             raise InputError(f"{d} is an evaluation of other inputs than {dirs[0]}; merge the shards of one data set")
     curves: dict[int, _Curve] = {}
     pooled: dict[int, LayerStats] = {}
-    pooled_rows: dict[int, list] = {}
     per_file, frame_rate = [], None
     for k, f in enumerate(files):
         name = run_name(k, f)
@@ -114,7 +113,6 @@ def merge(dirs: list[str | Path]) -> dict:
                 _, data = run.store.view(L)
                 curves.setdefault(L, _Curve()).add(data)
                 pooled.setdefault(L, LayerStats()).update(data)
-                pooled_rows.setdefault(L, []).append(data)
                 s = run.store.summary(L)
                 verdict, _ = diagnose(s)
                 layers[str(L)] = {
@@ -129,13 +127,10 @@ def merge(dirs: list[str | Path]) -> dict:
         per_file.append(entry)
     layers_doc = {}
     for L, st in pooled.items():
-        s = st.summary(np.concatenate(pooled_rows[L]))
         # No trends over the pooled rows: their order is the data set's file order, so "last quarter minus first
         # quarter" would compare different recordings (all-HEALTHY files came out NOT_ADAPTING). Over context,
         # the by-position curve answers it.
-        s["trend_available"] = False
-        for k in ("l0_trend", "lprev_trend", "gap_first_quarter", "gap_last_quarter", "gap_trend"):
-            s[k] = float("nan")
+        s = st.summary(None)
         verdict, fs = diagnose(s)
         n, mean, ci = curves[L].mean_ci()
         idx = np.unique(np.linspace(0, len(n) - 1, min(CURVE_POINTS, len(n))).astype(int)) if len(n) else []

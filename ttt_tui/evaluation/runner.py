@@ -25,7 +25,6 @@ class ShardResult:
     finished: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # finished before (resumed)
     failed: list = field(default_factory=list)  # (index, input, reason)
-    interrupted: bool = False
     signal_code: int | None = None  # the exit code of the signal that stopped the shard
 
 
@@ -77,7 +76,6 @@ def run_shard(
     try:
         for k, path in items:
             if stop.code is not None:
-                result.interrupted = True
                 break
             folder = out_dir / "runs" / run_name(k, path)
             if run_state(folder) == "finished":
@@ -97,8 +95,7 @@ def run_shard(
             try:
                 session.open_log()
                 session.engine.start()
-                while not session.engine.wait(0.2):
-                    pass
+                session.engine.wait()
                 session.write_report()
             finally:
                 session.release()
@@ -106,21 +103,16 @@ def run_shard(
             st = session.engine.status
             if st.state == "finished":
                 result.finished.append(k)
-                verdicts = " ".join(
-                    f"L{L} {v}" for L, v in ((L, _verdict(session, L)) for L in session.store.layer_ids)
-                )
+                verdicts = " ".join(f"L{L} {_verdict(session, L)}" for L in session.store.layer_ids)
                 print(
                     f"[{k + 1}/{total}] {path}: {st.audio_s:.1f} s in {time.perf_counter() - t0:.1f} s  {verdicts}",
                     file=sys.stderr,
                 )
             elif st.state == "error":
                 _fail(folder, k, path, st.error or "error", result)
-            else:
-                result.interrupted = True
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    result.interrupted = result.interrupted or stop.code is not None
     result.signal_code = stop.code
     return result
 
