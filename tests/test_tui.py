@@ -151,6 +151,18 @@ def test_moving_average_matches_direct():
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
+def tmux_screen(name: str) -> str:
+    """What the tmux session ``name`` shows now."""
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+
+
+def wait_for_file(path: Path, timeout: float) -> None:
+    """Until ``path`` exists (the command line's exit code, written when it ends), at most ``timeout`` s."""
+    t0 = time.time()
+    while time.time() - t0 < timeout and not path.exists():
+        time.sleep(0.2)
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (installed by .ci/run)")
 @pytest.mark.parametrize("width,height", [(200, 60), (80, 24)])
 def test_end_to_end_in_tmux(tmp_path, width, height):
@@ -167,15 +179,13 @@ def test_end_to_end_in_tmux(tmp_path, width, height):
         screen, t0 = "", time.time()
         while time.time() - t0 < 60 and not ("FINISHED" in screen and "report:" in screen):
             time.sleep(0.5)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            screen = tmux_screen(name)
         assert "FINISHED" in screen, screen
         assert screen.count("HEALTHY") >= 3 and "layer 2" in screen and "seconds of audio" in screen, screen
         assert f"report: {out}"[: width - 30] in screen, screen
         assert "Traceback" not in screen
         subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
-        t0 = time.time()
-        while time.time() - t0 < 20 and not (tmp_path / "exit").exists():
-            time.sleep(0.2)
+        wait_for_file(tmp_path / "exit", 20)
         assert (tmp_path / "exit").read_text().strip() == "EXIT=0"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
@@ -275,7 +285,7 @@ def test_dashboard_killed_by_a_signal_exits_with_its_code(tmp_path, sig, code):
         screen, t0 = "", time.time()
         while time.time() - t0 < 60 and "RUNNING" not in screen:
             time.sleep(0.3)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            screen = tmux_screen(name)
         assert "RUNNING" in screen, screen
         time.sleep(1.0)
         # the UI process (the inference child is a spawned interpreter with another command line)
@@ -286,9 +296,7 @@ def test_dashboard_killed_by_a_signal_exits_with_its_code(tmp_path, sig, code):
             if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0] == sys.executable.encode()
         ]  # not the shell that runs the command line
         os.kill(pid, getattr(__import__("signal"), f"SIG{sig}"))
-        t0 = time.time()
-        while time.time() - t0 < 30 and not (tmp_path / "exit").exists():
-            time.sleep(0.2)
+        wait_for_file(tmp_path / "exit", 30)
         assert (tmp_path / "exit").read_text().strip() == f"EXIT={code}"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
@@ -334,10 +342,8 @@ def test_term_dumb_gets_the_headless_progress(tmp_path):
     )
     subprocess.run(["tmux", "new-session", "-d", "-x", "120", "-y", "30", "-s", name, cmd], check=True)
     try:
-        t0 = time.time()
-        while time.time() - t0 < 60 and not (tmp_path / "exit").exists():
-            time.sleep(0.3)
-        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+        wait_for_file(tmp_path / "exit", 60)
+        screen = tmux_screen(name)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
     assert (tmp_path / "exit").read_text().strip() == "EXIT=0"
