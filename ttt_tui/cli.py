@@ -134,6 +134,12 @@ def build_parser(dataset: bool = False) -> argparse.ArgumentParser:
         "(TTT RoPE, attention context, max_period); the report's model audit lists where the two differ",
     )
     k.add_argument("--greedy", action="store_true", help="decode with argmax (text and audio): deterministic")
+    k.add_argument(
+        "--teacher-forced",
+        action="store_true",
+        help="feed the recording's own Mimi codes as Moshi's audio stream, a mini-batch of frames at a time (no "
+        "sampling, no pad rows), and record the outer loss (audio-token cross-entropy) per position",
+    )
     k.add_argument("--seed", type=int, default=None, help="sampling seed (default 42299: the same audio, the same run)")
     return p
 

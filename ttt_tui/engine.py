@@ -39,7 +39,9 @@ class EngineControl:
     def __init__(self, source, backend: Backend, store: LossStore | None = None):
         self.source = source
         self.backend = backend
-        self.store = store or LossStore(backend.layer_ids, backend.frame_rate, signal_names=backend.signal_names)
+        self.store = store or LossStore(
+            backend.layer_ids, backend.frame_rate, signal_names=backend.signal_names, outer=backend.outer_loss
+        )
         self.status = EngineStatus()
         self._done = threading.Event()
         self.started_at: float | None = None
@@ -129,12 +131,22 @@ class Engine(EngineControl):
         if close is not None:
             close()
 
-    def _log_block(self, blocks, signals, st) -> None:
+    def _take(self):
+        """What the backend recorded since the last call, into the store: (losses, signals, outer loss)."""
+        blocks, signals, outer = self.backend.take_losses(), self.backend.take_signals(), self.backend.take_outer()
+        self.store.extend(blocks)
+        self.store.extend_signals(signals)
+        self.store.extend_outer(outer)
+        return blocks, signals, outer
+
+    def _log_block(self, blocks, signals, outer, st) -> None:
         """Into the run log; a log that cannot be written (a full disk) stops logging, not the run: the store
         and the final report still have everything."""
         try:
             self.log.extend(blocks)
             self.log.extend_signals(signals)
+            if outer is not None:
+                self.log.extend_outer(outer)
             self.log.status(st.state, st.audio_s)
         except Exception as e:
             self.log_error = f"the run log stopped at {st.audio_s:.1f} s: {type(e).__name__}: {e}"
@@ -154,14 +166,11 @@ class Engine(EngineControl):
                     break
                 t0 = time.perf_counter()
                 self.backend.process(samples)
-                blocks = self.backend.take_losses()
-                signals = self.backend.take_signals()
+                blocks, signals, outer = self._take()
                 st.compute_s += time.perf_counter() - t0
-                self.store.extend(blocks)
-                self.store.extend_signals(signals)
                 st.audio_s += len(samples) / rate
                 if self.log is not None:  # committed block by block: a killed run keeps all but the last
-                    self._log_block(blocks, signals, st)
+                    self._log_block(blocks, signals, outer, st)
             st.state = "stopped" if self._stop.is_set() else "finished"
         except InputError as e:  # the audio went bad mid-stream (damaged file, device lost)
             st.state, st.error = "error", str(e)
@@ -170,11 +179,9 @@ class Engine(EngineControl):
             st.error_detail = traceback.format_exc()
         finally:
             try:  # what the last block left on the device
-                blocks, signals = self.backend.take_losses(), self.backend.take_signals()
-                self.store.extend(blocks)
-                self.store.extend_signals(signals)
+                blocks, signals, outer = self._take()
                 if self.log is not None:
-                    self._log_block(blocks, signals, st)
+                    self._log_block(blocks, signals, outer, st)
             except Exception:
                 pass
             if self.out_dir is not None:

@@ -38,6 +38,9 @@ class _NoStore:
     def extend_signals(self, blocks: dict) -> None:
         pass
 
+    def extend_outer(self, block) -> None:
+        pass
+
 
 class _LogOrQueue:
     """The child's log writer: blocks go into the run log; if the log cannot be written (no log asked for, a
@@ -55,7 +58,7 @@ class _LogOrQueue:
             except Exception as e:
                 self.error = f"the run log stopped: {type(e).__name__}: {e}; the dashboard's report has everything"
                 self.log = None
-        if blocks:
+        if blocks is not None and len(blocks):
             self.q.put((kind, blocks))
 
     def extend(self, blocks: dict) -> None:
@@ -63,6 +66,9 @@ class _LogOrQueue:
 
     def extend_signals(self, blocks: dict) -> None:
         self._put("signals", self.log and self.log.extend_signals, blocks)
+
+    def extend_outer(self, block) -> None:
+        self._put("outer", self.log and self.log.extend_outer, block)
 
     def status(self, state: str, audio_s: float) -> None:
         if self.log is not None:
@@ -246,6 +252,9 @@ class ProcessEngine(EngineControl):
                     self.store.extend(payload)
                 elif kind == "signals":
                     self.store.extend_signals(payload)
+                elif kind == "outer":
+                    self._read_log()
+                    self.store.extend_outer(payload)
                 elif kind == "status":
                     level, dropped = payload.pop("level_db", None), payload.pop("dropped_blocks", None)
                     peak = payload.pop("peak_level_db", None)

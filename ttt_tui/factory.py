@@ -62,6 +62,7 @@ MOSHI_FLAGS = (
     "--follow",
     "--greedy",
     "--seed",
+    "--teacher-forced",
 )
 
 
@@ -74,6 +75,8 @@ def make_moshi_backend(args: RunSettings, device):
         raise InputError("--gating-alpha must be a finite number")
     if args.greedy and args.seed is not None:
         raise InputError("--seed seeds the sampling; --greedy does not sample: give one of them")
+    if args.teacher_forced and (args.greedy or args.seed is not None):
+        raise InputError("--teacher-forced samples nothing (the recording is the audio stream): drop --greedy/--seed")
     return MoshiBackend(
         args.checkpoint,
         hf_repo=args.hf_repo,
@@ -86,6 +89,7 @@ def make_moshi_backend(args: RunSettings, device):
         gating_alpha=args.gating_alpha,
         follow=args.follow or "inference",
         greedy=args.greedy,
+        teacher_forced=args.teacher_forced,
         **({} if args.seed is None else {"seed": args.seed}),
     )
 

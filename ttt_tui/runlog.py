@@ -8,8 +8,9 @@ waits), and every machine has it. Blocks are float32 arrays stored as BLOBs: the
 token per layer, plus about 60 bytes per block and layer.
 
 Tables: ``meta`` (``format``, ``header``: the run's description as JSON, ``end``: how it ended), ``blocks``
-(layer, kind 'losses' or 'signals', first position, rows, columns, data), ``status`` (the last state, audio
-seconds, wall seconds; one row, replaced).
+(layer, kind 'losses' or 'signals', first position, rows, columns, data; the model's outer loss, where a run
+records it, is kind 'outer' of layer -1, one column), ``status`` (the last state, audio seconds, wall seconds;
+one row, replaced).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .store import LossStore
 
 LOG_NAME = "run.sqlite"
 FORMAT = 1
+OUTER_LAYER = -1  # the outer loss is the whole model's, not a layer's
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,6 +87,9 @@ class RunLogWriter:
     def extend_signals(self, blocks: dict) -> None:
         self._append("signals", blocks)
 
+    def extend_outer(self, block) -> None:
+        self._append("outer", {OUTER_LAYER: np.asarray(block, dtype=np.float32).reshape(-1, 1)})
+
     def status(self, state: str, audio_s: float) -> None:
         with self._db:
             self._db.execute(
@@ -140,6 +145,7 @@ class RunLogReader:
             self.layer_ids = [int(x) for x in self.header["layer_ids"]]
             self.signal_names = tuple(self.header.get("signal_names", ()))
             self.frame_rate = float(self.header["frame_rate"])
+            self.outer = bool(self.header.get("outer_loss", False))
         except (KeyError, ValueError, TypeError) as e:
             raise InputError(f"{self.path} is not a readable run log ({type(e).__name__}: {e})") from None
         self.skipped: list[str] = []
@@ -150,7 +156,7 @@ class RunLogReader:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def new_store(self) -> LossStore:
-        return LossStore(self.layer_ids, self.frame_rate, signal_names=self.signal_names)
+        return LossStore(self.layer_ids, self.frame_rate, signal_names=self.signal_names, outer=self.outer)
 
     def poll(self, store: LossStore) -> int:
         """Append the complete blocks written since the last poll; returns how many."""
@@ -162,8 +168,9 @@ class RunLogReader:
             raise InputError(f"{self.path} is not a readable run log ({e})") from None
         for bid, layer, kind, start, n, cols, data in rows:
             self._last_id = bid
-            want_cols = 3 if kind == "losses" else len(self.signal_names)
-            if layer not in self.layer_ids or cols != want_cols or len(data) != n * cols * 4:
+            want_cols = {"losses": 3, "outer": 1}.get(kind, len(self.signal_names))
+            known = layer == OUTER_LAYER if kind == "outer" else layer in self.layer_ids
+            if not known or cols != want_cols or len(data) != n * cols * 4:
                 self.skipped.append(f"block of layer {layer} ({kind}) at position {start}: malformed")
                 continue
             if start != self._expect.get((layer, kind), 0):
@@ -173,6 +180,8 @@ class RunLogReader:
             a = np.frombuffer(data, dtype="<f4").reshape(n, cols)
             if kind == "losses":
                 store.append(layer, a)
+            elif kind == "outer":
+                store.extend_outer(a[:, 0])
             else:
                 store.extend_signals({layer: a})
         return len(rows)

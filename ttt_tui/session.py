@@ -62,6 +62,7 @@ class Session:
             **self.run_info(),
             "layer_ids": self.store.layer_ids,
             "signal_names": list(self.store.signal_names),
+            "outer_loss": self.store.has_outer,
         }
 
     def open_log(self) -> None:

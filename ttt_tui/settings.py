@@ -36,6 +36,7 @@ class RunSettings:
     gating_alpha: float | None = None
     follow: str | None = None
     greedy: bool = False
+    teacher_forced: bool = False
     seed: int | None = None
 
     @classmethod

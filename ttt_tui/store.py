@@ -38,12 +38,40 @@ class _Layer:
 
 
 class LossStore:
-    def __init__(self, layer_ids, frame_rate: float, initial_capacity: int = 4096, signal_names=()):
+    """``outer``: the run also records the model's outer loss per position (teacher-forced Moshi-TTT), one
+    series for the whole model beside the layers' three losses."""
+
+    def __init__(self, layer_ids, frame_rate: float, initial_capacity: int = 4096, signal_names=(), outer=False):
         self.frame_rate = float(frame_rate)
         self.signal_names = tuple(signal_names)
         self._lock = threading.Lock()
         self._layers = {int(i): _Layer(initial_capacity, len(self.signal_names)) for i in layer_ids}
         self.version = 0
+        self.has_outer = bool(outer)
+        self._outer = np.empty((initial_capacity if outer else 0, 1), dtype=np.float32)
+        self._n_outer = 0
+
+    def extend_outer(self, block) -> None:
+        """Outer loss of the next positions (float32 [n])."""
+        if block is None:
+            return
+        block = np.asarray(block, dtype=np.float32).reshape(-1, 1)
+        if not block.shape[0]:
+            return
+        with self._lock:
+            need = self._n_outer + block.shape[0]
+            self._outer = _grow(self._outer, self._n_outer, need)
+            self._outer[self._n_outer : need] = block
+            self._n_outer = need
+            self.has_outer = True
+            self.version += 1
+
+    def outer_view(self) -> np.ndarray:
+        """Read-only outer loss per position [n] (empty when the run records none); never changes afterwards."""
+        with self._lock:
+            v = self._outer[: self._n_outer, 0]
+            v.flags.writeable = False
+            return v
 
     @property
     def layer_ids(self) -> list[int]:
@@ -118,4 +146,4 @@ class LossStore:
             return lay.stats.summary(data)
 
     def nbytes(self) -> int:
-        return sum(lay.data.nbytes + lay.signals.nbytes for lay in self._layers.values())
+        return self._outer.nbytes + sum(lay.data.nbytes + lay.signals.nbytes for lay in self._layers.values())

@@ -51,6 +51,13 @@ class Backend(ABC):
         """Per layer, the signals of the tokens of the last ``take_losses`` call: float32 [n, len(signal_names)]."""
         return {}
 
+    outer_loss: bool = False  # the backend records the model's outer (next-token) loss per position
+
+    def take_outer(self) -> np.ndarray | None:
+        """The outer loss of the positions completed since the last call: float32 [n], position after position
+        from 0 (it may lag the layers' positions: a position is complete when every codebook was scored)."""
+        return None
+
     def notes(self) -> list[str]:
         """ttt-tui's own choices for this run that bear on the numbers (shown on screen and in the report)."""
         return []

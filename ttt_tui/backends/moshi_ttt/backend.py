@@ -194,6 +194,7 @@ class MoshiBackend(Backend):
         random_base: bool = False,
         follow: str = "inference",
         greedy: bool = False,
+        teacher_forced: bool = False,
     ):
         import_moshi()
         import torch
@@ -204,6 +205,7 @@ class MoshiBackend(Backend):
         self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.persist_flag, self.gating_alpha = bool(persist), gating_alpha
         self.record_losses, self.seed, self.greedy = record_losses, int(seed), bool(greedy)
+        self.teacher_forced = bool(teacher_forced)
         lm = dict(_json(config, "--config") if config else self.ck.lm_kwargs)
         gen = lm.get("lm_gen_config") or {}
         self.lm_gen_config = {k: gen[k] for k in LM_GEN_KEYS if k in gen}  # their LMGen(model, **lm_gen_config)
@@ -220,7 +222,13 @@ class MoshiBackend(Backend):
                 "; check --config / config.json, or use a machine with more memory"
             )
         self.setup, self._audit = resolve(
-            self.ck, lm, follow, self.device.startswith("cuda"), persist=self.persist_flag, gating_alpha=gating_alpha
+            self.ck,
+            lm,
+            follow,
+            self.device.startswith("cuda"),
+            persist=self.persist_flag,
+            gating_alpha=gating_alpha,
+            teacher_forced=self.teacher_forced,
         )
         self.mimi_config = _json(mimi_config, "--mimi-config") if mimi_config else loaders._mimi_config
         self.consolidated = self.ck.weights_file.name == "consolidated.safetensors"
@@ -258,6 +266,8 @@ class MoshiBackend(Backend):
         self.model = None
         self._out_pcm: list[np.ndarray] = []
         self._signals: dict[int, np.ndarray] = {}
+        self._outer: list = []
+        self.outer_loss = self.teacher_forced
 
     # -- facts known without loading the model ------------------------------------------------------------
     @property
@@ -266,6 +276,8 @@ class MoshiBackend(Backend):
 
     @property
     def min_audio_s(self) -> float:
+        if self.teacher_forced:  # one whole mini-batch of frames: no step is padded
+            return self.mini_batch_size * self.frame_samples / self.sample_rate
         return self.frame_samples / self.sample_rate  # one frame: every step is padded to a whole mini-batch
 
     signal_names = SIGNAL_NAMES
@@ -285,7 +297,18 @@ class MoshiBackend(Backend):
 
     def notes(self) -> list[str]:
         """ttt-tui's own choices for this run (the model audit says what their code does)."""
-        out = ["the first frame is stepped twice, as their inference does: N frames give N+1 positions"]
+        if self.teacher_forced:
+            C = self.mini_batch_size
+            out = [
+                "teacher-forced: the recording's own Mimi codes are Moshi's audio stream (codebooks 1-8; text and the "
+                "user's stream token 0, as their paper_metrics.py), nothing is sampled",
+                f"teacher-forced: the model steps {C} frames at a time (one mini-batch), so no pad rows enter an "
+                f"update; the last frames of a stream short of {C} are not evaluated",
+                "outer loss per position: cross-entropy over the 8 audio codebooks (masked as their "
+                "_compute_position_loss), with Moshi's acoustic delays over the whole stream",
+            ]
+        else:
+            out = ["the first frame is stepped twice, as their inference does: N frames give N+1 positions"]
         if self.persist_flag and self.ck.spec.n_mlp_layers == 2:
             out.append(
                 "--ttt-persist: inner weights carried across frames (their 2-layer class resets them every step)"
@@ -294,11 +317,12 @@ class MoshiBackend(Backend):
             out.append(f"--gating-alpha {self.gating_alpha:g} replaces every gate alpha")
         if self.setup.follow == "training":
             out.append("--follow training: RoPE, attention context and max_period as the training config says")
-        out.append(
-            "decoding: greedy (argmax)"
-            if self.greedy
-            else f"decoding: sampling, seed {self.seed} (same audio, same run)"
-        )
+        if not self.teacher_forced:
+            out.append(
+                "decoding: greedy (argmax)"
+                if self.greedy
+                else f"decoding: sampling, seed {self.seed} (same audio, same run)"
+            )
         return out
 
     def audit(self) -> list[dict]:
@@ -324,7 +348,10 @@ class MoshiBackend(Backend):
             "dtype": str(self.dtype).removeprefix("torch."),
             "frame_rate": self.frame_rate,
             "setup": self.setup.as_dict(),
-            "decoding": {"greedy": self.greedy, "seed": None if self.greedy else self.seed, **self.lm_gen_config},
+            "decoding": "teacher-forced"
+            if self.teacher_forced
+            else {"greedy": self.greedy, "seed": None if self.greedy else self.seed, **self.lm_gen_config},
+            "teacher_forced": self.teacher_forced,
         }
 
     # -- the model ------------------------------------------------------------------------------------------
@@ -370,12 +397,18 @@ class MoshiBackend(Backend):
             layer.gating.override = setup.gating_alpha
         lm.eval()
         self.model = lm
-        kw = dict(self.lm_gen_config)
-        if self.greedy:
-            kw["use_sampling"] = False
-        self.lm_gen = LMGen(lm, **kw)
         self.mimi.streaming_forever(1)
-        self.lm_gen.streaming_forever(1)
+        if self.teacher_forced:  # the main transformer streams (KV cache, RoPE offsets); no LMGen, no sampling
+            from .teacher_forced import TeacherForcedStream
+
+            lm.streaming_forever(1)
+            self.tf = TeacherForcedStream(lm)
+        else:
+            kw = dict(self.lm_gen_config)
+            if self.greedy:
+                kw["use_sampling"] = False
+            self.lm_gen = LMGen(lm, **kw)
+            self.lm_gen.streaming_forever(1)
         self.reset()
 
     def _load_checkpoint(self, lm) -> None:
@@ -426,11 +459,17 @@ class MoshiBackend(Backend):
         self._first = True
         self._out_pcm = []
         self._signals = {}
+        self._outer = []
+        self._codes = None  # teacher-forced: Mimi codes waiting for a whole mini-batch
         if self.model is None:
             return
         torch.manual_seed(self.seed)  # sampling: the same audio gives the same run
         self.mimi.reset_streaming()
-        self.lm_gen.reset_streaming()
+        if self.teacher_forced:
+            self.model.reset_streaming()
+            self.tf.reset()
+        else:
+            self.lm_gen.reset_streaming()
         for layer in self.layers.values():
             layer.ttt.reset_stream()
 
@@ -446,6 +485,8 @@ class MoshiBackend(Backend):
         if not n:
             return 0
         pcm = torch.from_numpy(np.ascontiguousarray(buf[: n * self.frame_samples])).to(self.device)
+        if self.teacher_forced:
+            return self._process_teacher_forced(pcm)
         steps = 0
         out = []
         # As their loop: Mimi encodes one frame at a time, LMGen steps it, Mimi decodes each step's tokens.
@@ -464,6 +505,31 @@ class MoshiBackend(Backend):
             if out:
                 self._out_pcm.append(torch.cat(out).float().cpu().numpy())
         return steps
+
+    def _process_teacher_forced(self, pcm) -> int:
+        """Mimi encodes the block's whole frames (streaming, so blocks join seamlessly); every whole mini-batch of
+        codes is one chunk of steps; the rest waits for the next block."""
+        import torch
+
+        with torch.no_grad():
+            codes = self.mimi.encode(pcm.view(1, 1, -1))[0]  # [8, frames]
+            self._codes = codes if self._codes is None else torch.cat([self._codes, codes], 1)
+            C, steps = self.mini_batch_size, 0
+            while self._codes.shape[1] >= C:
+                self._outer.append(self.tf.chunk(self._codes[:, :C]))
+                self._codes = self._codes[:, C:]
+                steps += C
+        return steps
+
+    def take_outer(self) -> np.ndarray | None:
+        """The outer loss of the positions completed since the last call, one host copy."""
+        import torch
+
+        if not self._outer:
+            return None
+        out = torch.cat(self._outer).float().cpu().numpy()
+        self._outer = []
+        return out
 
     def take_losses(self) -> dict[int, np.ndarray]:
         import torch

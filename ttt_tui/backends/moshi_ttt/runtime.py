@@ -85,9 +85,12 @@ def resolve(
     cuda: bool = False,
     persist: bool = False,
     gating_alpha: float | None = None,
+    teacher_forced: bool = False,
 ) -> tuple[RunSetup, list[AuditItem]]:
     """The settings of a run of ``ck`` on the model of ``lm_kwargs`` (config.json), and the model audit.
-    ``persist`` (``--ttt-persist``) and ``gating_alpha`` (``--gating-alpha``) are the user's own overrides."""
+    ``persist`` (``--ttt-persist``) and ``gating_alpha`` (``--gating-alpha``) are the user's own overrides;
+    ``teacher_forced`` steps whole mini-batches (no pad rows: their frame-by-frame inference's padding does not
+    apply)."""
     if follow not in FOLLOW:
         raise ValueError(f"follow must be one of {FOLLOW}, not {follow!r}")
     spec, raw, opts = ck.spec, ck.spec.raw, ck.spec.options
@@ -188,7 +191,7 @@ def resolve(
                 "the inner weights move across the whole stream; l0 and lprev part after the first frame",
             )
         )
-    if mb > 1:
+    if mb > 1 and not teacher_forced:
         audit.append(
             AuditItem(
                 "pad_rows",
