@@ -8,16 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import outer as outer_stats
 from ..diagnosis import diagnose
 from ..files import atomic, default_out_dir  # noqa: F401 (default_out_dir: the report folder's default)
 from ..store import LossStore
 from ..windows import DEFAULT_WINDOW_S, layer_windows
-from .plots import plot_layer
+from .plots import plot_layer, plot_outer
 from .text import render
 
 REPORT_TXT = "ttt_diagnostic_report.txt"
 REPORT_JSON = "report.json"
 LOSSES_CSV = "losses.csv"
+OUTER_CSV = "outer_loss.csv"
+OUTER_PNG = "outer_loss.png"
 
 
 def _clean(x):
@@ -85,9 +88,11 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
     window_s = float(run.get("window_s") or DEFAULT_WINDOW_S)
     run["window_s"] = window_s
     results = layer_results(store, window_s)
+    outer = store.outer_view() if store.has_outer else None
+    outer_s = outer_stats.summary(outer, store.frame_rate) if outer is not None else None
     paths = {"text": out_dir / REPORT_TXT, "json": out_dir / REPORT_JSON, "csv": out_dir / LOSSES_CSV}
     with atomic(paths["text"]) as tmp:
-        tmp.write_text(render(run, results), encoding="utf-8")
+        tmp.write_text(render(run, results, outer_s), encoding="utf-8")
     layers = {}
     for layer_id, (s, verdict, fs, lw) in results.items():
         states = lw.window_states()
@@ -119,10 +124,24 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
         if gate is not None:
             layers[str(layer_id)]["effective_gate"] = gate
     doc = {"run": run, "layers": layers}
+    if outer_s is not None:
+        doc["outer_loss"] = outer_s
     with atomic(paths["json"]) as tmp:
         tmp.write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     with atomic(paths["csv"]) as tmp:
         write_csv(tmp, store)
+    if outer is not None:
+        paths["outer_csv"] = out_dir / OUTER_CSV
+        with atomic(paths["outer_csv"]) as tmp:
+            pos = np.arange(outer.shape[0])
+            np.savetxt(
+                tmp,
+                np.column_stack([pos, pos / store.frame_rate, outer]),
+                fmt=["%d", "%.4f", "%.7g"],
+                delimiter=",",
+                header="position,time_s,outer_loss",
+                comments="",
+            )
     if plots:
         for layer_id in store.layer_ids:
             _, data = store.view(layer_id)
@@ -131,4 +150,8 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
                 with atomic(p) as tmp:
                     plot_layer(tmp, layer_id, data, store.frame_rate, note=plot_note(run), windows=results[layer_id][3])
                 paths[f"png{layer_id}"] = p
+        if outer is not None and outer.shape[0]:
+            paths["outer_png"] = out_dir / OUTER_PNG
+            with atomic(paths["outer_png"]) as tmp:
+                plot_outer(tmp, outer, outer_s, store.frame_rate)
     return paths

@@ -99,3 +99,72 @@ def _regime_strip(ax, windows, frame_rate: float) -> None:
         fontsize=8,
         frameon=False,
     )
+
+
+def plot_outer(
+    path: Path,
+    values: np.ndarray,
+    s: dict,
+    frame_rate: float,
+    note: str | None = None,
+    band: np.ndarray | None = None,
+    files: np.ndarray | None = None,
+    max_points: int = 4000,
+) -> None:
+    """``outer_loss.png``: the outer loss per position (faint: every position, min/max decimated; solid: the
+    running mean), the marks at 8k/16k/24k and the least-squares slope (``outer``). For a data set, ``values`` is
+    the mean over files, ``band`` its 95 % half-width and ``files`` the files per position."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..outer import HALF, MARKS, mark_name
+
+    v = np.asarray(values, dtype=np.float64)
+    n = v.shape[0]
+    pos = np.arange(n)
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    x, yy = minmax_decimate(pos, np.nan_to_num(v, nan=np.nanmean(v) if np.isfinite(v).any() else 0.0), max_points)
+    ax.plot(x, yy, color="tab:red", lw=0.5, alpha=0.25, label="per position")
+    w = max(min(25, n // 10), n // 200, 1)  # a few seconds at least, 1/200 of the run at most
+    if n >= w:
+        fin = np.isfinite(v)
+        c = np.convolve(np.where(fin, v, 0.0), np.ones(w), "valid")
+        k = np.convolve(fin.astype(float), np.ones(w), "valid")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ax.plot(pos[w - 1 :] - (w - 1) / 2, c / k, color="tab:red", lw=1.4, label=f"running mean ({w} positions)")
+    if band is not None:
+        ax.fill_between(pos, v - band, v + band, color="tab:red", alpha=0.15, lw=0, label="95 % band over files")
+    for m in MARKS:
+        val = s["at"].get(mark_name(m))
+        if val is not None and np.isfinite(val):
+            ax.axvspan(m - HALF, m + HALF, color="grey", alpha=0.15, lw=0)
+            ax.annotate(f"{mark_name(m)}: {val:.3f}", (m, val), textcoords="offset points", xytext=(4, 8), fontsize=8)
+    slope = s.get("slope_per_1k")
+    if slope is not None and np.isfinite(slope):
+        start = s["slope_from"]
+        xs = np.array([start, n - 1], dtype=float)
+        seg = v[start:]
+        fin = np.isfinite(seg)
+        mid = (start + n - 1) / 2
+        y0 = float(seg[fin].mean()) if fin.any() else 0.0
+        xf = np.arange(start, n)[fin].mean() if fin.any() else mid
+        ax.plot(xs, y0 + (xs - xf) * slope / 1000, color="black", ls="--", lw=1.0, label=f"slope {slope:+.4f} / 1k")
+    if files is not None:
+        tw = ax.twinx()
+        tw.plot(pos, files, color="grey", lw=0.8, ls=":")
+        tw.set_ylabel("files at this position", color="grey")
+    ax.set_xlabel("token position")
+    ax.set_ylabel("outer loss (audio-token cross-entropy)")
+    title = f"Outer loss by position ({n} positions, {n / frame_rate:.1f} s), teacher-forced"
+    if note:
+        title += f"\n{note}"
+    ax.set_title(title, fontsize=None if not note else 9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    sec = ax.secondary_xaxis("top", functions=(lambda p: p / frame_rate, lambda s: s * frame_rate))
+    sec.set_xlabel("seconds of audio")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from ..diagnosis import HEALTHY_TEXT, Finding
+from ..outer import text_lines
 
 ICON = {"error": "❌", "warning": "⚠️ ", "info": "ℹ️ "}
 
@@ -90,7 +91,7 @@ def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding], gate:
     return lines
 
 
-def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str:
+def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]], outer: dict | None = None) -> str:
     lines = [
         "=" * 80,
         "TTT DIAGNOSTIC REPORT - Figure 5 Analysis",
@@ -140,6 +141,8 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]]) -> str
         lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
     if run.get("error"):
         lines += [f"❌ MODEL ERROR: {run['error']}", ""]
+    if outer is not None:
+        lines += text_lines(outer) + [""]
     gates = (run.get("model_details") or {}).get("effective_gate", {})
     for layer_id, (s, verdict, fs, lw) in layers.items():
         lines += layer_section(layer_id, s, verdict, fs, gates.get(str(layer_id)))
