@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import outer as outer_stats
 from ..diagnosis import VERDICTS, diagnose
 from ..errors import InputError
 from ..files import atomic
@@ -43,21 +44,22 @@ def run_state(folder: Path) -> str | None:
 
 
 class _Curve:
-    """Per position, across files: count, sum and sum of squares of the three losses (grown as needed)."""
+    """Per position, across files: count, sum and sum of squares of ``cols`` series (the three losses; the outer
+    loss), grown as needed."""
 
-    def __init__(self):
+    def __init__(self, cols: int = 3):
         self.n = np.zeros(0)
-        self.s = np.zeros((0, 3))
-        self.ss = np.zeros((0, 3))
+        self.s = np.zeros((0, cols))
+        self.ss = np.zeros((0, cols))
 
     def add(self, rows: np.ndarray) -> None:
-        rows = np.asarray(rows, dtype=np.float64)
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.s.shape[1])
         m = rows.shape[0]
         if m > self.n.shape[0]:
             grow = m - self.n.shape[0]
             self.n = np.concatenate([self.n, np.zeros(grow)])
-            self.s = np.concatenate([self.s, np.zeros((grow, 3))])
-            self.ss = np.concatenate([self.ss, np.zeros((grow, 3))])
+            self.s = np.concatenate([self.s, np.zeros((grow, self.s.shape[1]))])
+            self.ss = np.concatenate([self.ss, np.zeros((grow, self.s.shape[1]))])
         finite = np.isfinite(rows).all(1)
         r = np.where(finite[:, None], rows, 0.0)
         self.n[:m] += finite
@@ -83,6 +85,7 @@ def merge(dirs: list[str | Path]) -> dict:
         if [str(f) for f in recorded(d)] != [str(f) for f in files]:
             raise InputError(f"{d} is an evaluation of other inputs than {dirs[0]}; merge the shards of one data set")
     curves: dict[int, _Curve] = {}
+    outer_curve = _Curve(1)
     pooled: dict[int, LayerStats] = {}
     per_file, frame_rate = [], None
     for k, f in enumerate(files):
@@ -123,6 +126,11 @@ def merge(dirs: list[str | Path]) -> dict:
                     "cumulative_benefit": s["cumulative_benefit"],
                 }
             entry["layers"] = layers
+            if run.store.has_outer:
+                values = run.store.outer_view()
+                outer_curve.add(values)
+                o = outer_stats.summary(values, run.store.frame_rate)
+                entry["outer_loss"] = {k: o[k] for k in ("mean", "at", "slope_per_1k", "slope_ci95_per_1k")}
             entry["worst"] = min((v["verdict"] for v in layers.values()), key=SEVERITY.get, default="NO_DATA")
         per_file.append(entry)
     layers_doc = {}
@@ -168,7 +176,7 @@ def merge(dirs: list[str | Path]) -> dict:
         ),
     )
     counts = {s: sum(1 for e in per_file if e["status"] == s) for s in STATUSES}
-    return {
+    doc = {
         "files": len(files),
         "counts": counts,
         "frame_rate": frame_rate,
@@ -176,6 +184,29 @@ def merge(dirs: list[str | Path]) -> dict:
         "runs": per_file,
         "worst_first": [e["index"] for e in order],
         "_curves": curves,
+    }
+    if len(outer_curve.n):
+        doc["outer_loss"] = _outer_doc(outer_curve, per_file, frame_rate)
+        doc["_outer_curve"] = outer_curve
+    return doc
+
+
+def _outer_doc(curve: _Curve, per_file: list, frame_rate: float) -> dict:
+    """The outer loss over the data set: averaged across files by position (each position over the files that
+    reach it), then the marks and the slope of that curve, as their evaluation reads its averaged curve."""
+    n, mean, ci = curve.mean_ci()
+    s = outer_stats.summary(mean[:, 0], frame_rate)
+    idx = np.unique(np.linspace(0, len(n) - 1, min(CURVE_POINTS, len(n))).astype(int))
+    return {
+        **s,
+        "files": int(sum(1 for e in per_file if "outer_loss" in e)),
+        "files_at": {k: int(n[m]) if len(n) > m else 0 for k, m in zip(s["at"], outer_stats.MARKS, strict=True)},
+        "by_position": {
+            "position": [int(i) for i in idx],
+            "n_files": [int(n[i]) for i in idx],
+            "mean": [float(mean[i, 0]) for i in idx],
+            "ci95": [float(ci[i, 0]) for i in idx],
+        },
     }
 
 
@@ -187,6 +218,11 @@ def render_text(doc: dict) -> str:
         f"{c['running']} running, {c['missing']} not run yet"
     )
     lines.append("")
+    o = doc.get("outer_loss")
+    if o:
+        lines += outer_stats.text_lines(o, title=f"OUTER LOSS, mean over {o['files']} files by position")
+        lines.append("   files reaching each mark: " + "  ".join(f"{k}: {v}" for k, v in o["files_at"].items()))
+        lines.append("")
     for L, d in doc["layers"].items():
         lines += [
             f"LAYER {L}: {d['verdict']} (pooled over {d['files']} files, {d['n_positions']} positions)",
@@ -200,8 +236,13 @@ def render_text(doc: dict) -> str:
     runs = {e["index"]: e for e in doc["runs"]}
     layer_ids = list(doc["layers"])
     lines.append("Files, worst first:")
+    has_outer = "outer_loss" in doc
     lines.append(
-        "   " + f"{'#':>5}  {'worst':<14} " + " ".join(f"{'L' + L + ' viol%':>10}" for L in layer_ids) + "  input"
+        "   "
+        + f"{'#':>5}  {'worst':<14} "
+        + " ".join(f"{'L' + L + ' viol%':>10}" for L in layer_ids)
+        + (f" {'outer':>8}" if has_outer else "")
+        + "  input"
     )
     for k in doc["worst_first"]:
         e = runs[k]
@@ -211,6 +252,9 @@ def render_text(doc: dict) -> str:
         cells = " ".join(
             f"{e['layers'][L]['violation_rate']:10.2f}" if L in e["layers"] else f"{'-':>10}" for L in layer_ids
         )
+        if has_outer:
+            m = (e.get("outer_loss") or {}).get("mean")
+            cells += f" {m:8.4f}" if m is not None and np.isfinite(m) else f" {'-':>8}"
         lines.append(f"   {k:>5}  {e['worst']:<14} {cells}  {e['input']}")
     return "\n".join(lines) + "\n"
 
@@ -256,4 +300,12 @@ def write_eval(out_dir: Path, doc: dict, plots: bool = True) -> dict[str, Path]:
             with atomic(p) as tmp:
                 plot_layer(tmp, str(L), curve, doc["frame_rate"])
             paths[f"png{L}"] = p
+        if "_outer_curve" in doc:
+            from ..report.plots import plot_outer
+
+            n, mean, ci = doc["_outer_curve"].mean_ci()
+            p = out_dir / "eval_outer_loss.png"
+            with atomic(p) as tmp:
+                plot_outer(tmp, mean[:, 0], doc["outer_loss"], doc["frame_rate"], band=ci[:, 0], files=n)
+            paths["outer_png"] = p
     return paths

@@ -507,12 +507,15 @@ class MoshiBackend(Backend):
         return steps
 
     def _process_teacher_forced(self, pcm) -> int:
-        """Mimi encodes the block's whole frames (streaming, so blocks join seamlessly); every whole mini-batch of
-        codes is one chunk of steps; the rest waits for the next block."""
+        """Mimi encodes the block frame by frame (streaming: blocks join seamlessly; one frame at a time, as their
+        inference does, so that the codes do not depend on the block size: encoding 12 frames in one call
+        flipped a residual code at a near tie in a test); every whole mini-batch of codes is one chunk of
+        steps; the rest waits for the next block."""
         import torch
 
         with torch.no_grad():
-            codes = self.mimi.encode(pcm.view(1, 1, -1))[0]  # [8, frames]
+            frames = pcm.view(1, 1, -1).split(self.frame_samples, dim=2)
+            codes = torch.cat([self.mimi.encode(f)[0] for f in frames], 1)  # [8, frames]
             self._codes = codes if self._codes is None else torch.cat([self._codes, codes], 1)
             C, steps = self.mini_batch_size, 0
             while self._codes.shape[1] >= C:
