@@ -10,7 +10,10 @@ Models: ``tiny`` (the random tiny Moshi + Mimi of the tests, files written to a 
 GPU: its 16 GB of weights are never downloaded). The goal: real time (<= 80 ms per frame) with monitoring on,
 and monitoring overhead <= 3 %.
 
-    python bench/bench_moshi.py [--model tiny|moshi] [--device cpu|cuda] [--seconds 20] [--runs 5]
+``--teacher-forced``: the recording as Moshi's audio stream, a mini-batch of frames per step, the outer loss
+per position computed in both modes (it is the mode's product; ``off`` records none of the three losses).
+
+    python bench/bench_moshi.py [--model tiny|moshi] [--device cpu|cuda] [--seconds 20] [--runs 5] [--teacher-forced]
 """
 
 from __future__ import annotations
@@ -73,8 +76,8 @@ def checkpoint_files(model: str, tmp: Path) -> dict:
     return {"checkpoint": moshi_sized_checkpoint(tmp / "moshi-ck"), "random_base": True}
 
 
-def build(files: dict, device: str, record: bool) -> MoshiBackend:
-    b = MoshiBackend(**files, device=device, record_losses=record)
+def build(files: dict, device: str, record: bool, teacher_forced: bool = False) -> MoshiBackend:
+    b = MoshiBackend(**files, device=device, record_losses=record, teacher_forced=teacher_forced)
     b.load()
     return b
 
@@ -97,6 +100,7 @@ def run_once(b: MoshiBackend, audio: np.ndarray, block_s: float) -> tuple[float,
         steps += b.process(audio[s : s + step])
         b.take_losses()  # the host copy, once per block, as the engine does
         b.take_signals()
+        b.take_outer()
     sync()
     return time.perf_counter() - t0, steps
 
@@ -109,6 +113,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--block-seconds", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true", help="a few seconds, figures printed, no goal (what .ci/run runs)")
+    ap.add_argument("--teacher-forced", action="store_true", help="the recording as Moshi's audio stream")
     a = ap.parse_args()
     if a.quick:
         a.seconds, a.runs = 2.0, 1
@@ -116,7 +121,7 @@ def main() -> None:
         tmp = Path(d)
         t0 = time.perf_counter()
         files = checkpoint_files(a.model, tmp)
-        models = {"off": build(files, a.device, False), "on": build(files, a.device, True)}
+        models = {mode: build(files, a.device, mode == "on", a.teacher_forced) for mode in ("off", "on")}
         load_s = time.perf_counter() - t0
         audio = speech(a.seconds, models["on"].sample_rate)
         for b in models.values():  # warm-up (allocator, first-call costs)
@@ -128,9 +133,10 @@ def main() -> None:
                 dt, steps = run_once(b, audio, a.block_seconds)
                 times[mode].append(dt)
     med = {k: statistics.median(v) for k, v in times.items()}
-    frames = steps - 1  # the first frame is stepped twice
+    frames = steps if a.teacher_forced else steps - 1  # LMGen steps the first frame twice
     out = {
         "model": a.model,
+        "teacher_forced": a.teacher_forced,
         "device": a.device if not a.device.startswith("cuda") else torch.cuda.get_device_name(),
         "dtype": str(models["on"].dtype).removeprefix("torch."),
         "ttt_layers": models["on"].layer_ids,

@@ -4,7 +4,7 @@ whole recording (moshi's own delay/undelay code, not ours), deterministic runs, 
 the run log and ``eval``.
 
 What we mirror, in AlufRon/claude-web at f5e977a, ``moshi_ttt_try/moshi-finetune/finetune/paper_metrics.py``:
-the 17-codebook input with the audio in codebooks 1-8 and zeros elsewhere (lines 1336-1338), the per-position
+the 17-codebook input with the audio in codebooks 1-8 and zeros elsewhere (lines 1333-1334), the per-position
 loss masked by ``target != zero_token_id`` and ``0 <= target < card``, averaged over the 8 audio codebooks
 (``_compute_position_loss``, lines 1377-1410), Mimi encoding of the whole file (``_encode_audio``, line 270),
 the marks at 8k/16k/24k and the slope start min(8000, n // 2) (lines 1048-1056).
@@ -76,7 +76,7 @@ def whole_forward(b, x):
         codes = b.mimi.encode(torch.from_numpy(x).view(1, 1, -1))  # [1, 8, T]
         T = codes.shape[-1]
         full = torch.zeros(1, lm.num_codebooks, T, dtype=torch.long)
-        full[:, 1 : 1 + lm.dep_q] = codes  # text and the user's stream: token 0 (paper_metrics.py:1336-1338)
+        full[:, 1 : 1 + lm.dep_q] = codes  # text and the user's stream: token 0 (paper_metrics.py:1333-1334)
         out = lm(full)
         logits, mask = out.logits[0].float(), out.mask[0]  # [8, T, card], [8, T]
         target = full[0, 1 : 1 + lm.dep_q]

@@ -10,6 +10,7 @@ import math
 import signal
 import time
 
+import numpy as np
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -19,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
+from .. import outer as outer_stats
 from ..diagnosis import diagnose
 from ..session import SIGNAL_EXIT, Session
 from ..windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
@@ -363,6 +365,7 @@ class DashboardApp(App):
         self.gates = session.backend.describe().get("effective_gate", {})
         self.compact = False  # too few rows for every chart: the selected layer's chart, the others one line each
         window_s = float(session.settings.window or DEFAULT_WINDOW_S)
+        self.window_s = window_s
         self.windows = {i: LayerWindows(self.store.frame_rate, window_s) for i in self.store.layer_ids}
 
     # -- layout -------------------------------------------------------------------------------------------
@@ -415,6 +418,10 @@ class DashboardApp(App):
         prog = f"  audio {st.audio_s:.1f}" + (f" / {total:.1f} s ({100 * st.audio_s / total:.0f}%)" if total else " s")
         rt = f"{st.realtime_factor:.1f}x" + ("" if narrow else " real time")
         t.append(prog + f"  {rt}  elapsed {self.engine.wall_s:.1f} s")
+        outer = self.outer_now()
+        if outer is not None:  # teacher-forced: the model's own loss, the number the outer loop trains
+            t.append(f"  outer loss {fmt(outer['mean'], 3)}", style="bold")
+            t.append(f" (last {self.window_s:g} s {fmt(outer['recent'], 3)})")
         if st.error:
             t.append(f"  error: {st.error}", style="bold red")
         t.append("\n")
@@ -425,6 +432,19 @@ class DashboardApp(App):
         t.append(f"  {'microphone' if self.session.settings.mic else self.session.settings.input}", style="bold")
         t.append(f"  model: {self.session.backend.name}  device: {self.session.backend.device}")
         return t
+
+    def outer_now(self) -> dict | None:
+        """The outer loss so far (``outer.summary``) and its mean over the last window; None if the run has none."""
+        if not self.store.has_outer:
+            return None
+        v = self.store.outer_view()
+        if not v.shape[0]:
+            return None
+        s = outer_stats.summary(v, self.store.frame_rate)
+        recent = v[-max(1, int(self.window_s * self.store.frame_rate)) :]
+        recent = recent[np.isfinite(recent)]
+        s["recent"] = float(recent.mean()) if recent.size else float("nan")
+        return s
 
     # -- sizes --------------------------------------------------------------------------------------------
     def on_resize(self, event) -> None:
@@ -459,6 +479,22 @@ class DashboardApp(App):
             return
         header.update(self.header_text())
         lines = Text()
+        outer = self.outer_now()
+        if outer is not None:
+            marks = "  ".join(f"{k} {fmt(v, 3)}" for k, v in outer["at"].items() if v is not None)
+            slope = outer["slope_per_1k"]
+            lines.append("outer loss: ", style="bold")
+            lines.append(
+                f"mean {fmt(outer['mean'], 3)} over {outer['n_positions']} positions"
+                + (f"  at {marks}" if marks else "")
+                + (
+                    f"  slope {slope:+.4f} +- {fmt(outer['slope_ci95_per_1k'], 4)} per 1k positions "
+                    f"({outer_stats.trend_word(slope, outer['slope_ci95_per_1k']).split(':')[0]})"
+                    if np.isfinite(slope)
+                    else ""
+                )
+                + "\n"
+            )
         for item in self.audit:  # what their code does at run time, and what it implies for the numbers
             lines.append("audit: ", style="bold magenta")
             lines.append(f"{item['finding']}: ", style="magenta")

@@ -3,7 +3,7 @@ runs are identical), fed in chunks of whole TTT mini-batches (no pad rows ever e
 loss per position: the cross-entropy of the model's audio logits against the recording's next codes.
 
 The input layout is their LibriLight evaluation's (``finetune/paper_metrics.py::_evaluate_librilight_streaming``
-in AlufRon/claude-web, ``moshi_ttt_try/moshi-finetune/``, lines 1336-1338): 17 codebooks, the text stream and the
+in AlufRon/claude-web, ``moshi_ttt_try/moshi-finetune/``, lines 1333-1334): 17 codebooks, the text stream and the
 user's audio all token 0, the recording in codebooks 1-8; the outer loss per position is their
 ``_compute_position_loss`` (lines 1377-1410): cross-entropy over the 8 audio codebooks, averaged over those whose
 target is not ``zero_token_id`` and lies in ``[0, card)``.
