@@ -199,6 +199,7 @@ def test_headless_report_log_and_eval(three_layer, tmp_path, capsys):
     assert "OUTER LOSS" in text and "teacher-forced" in text
     run = read_run(out)  # the run log holds the outer loss too (open, report, compare, eval read it)
     np.testing.assert_allclose(run.store.outer_view(), csv[:, 2], rtol=1e-6)
+    check_opened_screen(out, o, tmp_path)
     # a data set: the per-file outer loss, and the mean over files by position
     ds = tmp_path / "ds"
     ds.mkdir()
@@ -219,6 +220,37 @@ def test_headless_report_log_and_eval(three_layer, tmp_path, capsys):
     assert eo["by_position"]["n_files"][0] == 2 and eo["by_position"]["n_files"][-1] == 1 and k < eo["n_positions"]
     assert (ev / "eval_outer_loss.png").is_file()
     assert "OUTER LOSS, mean over 2 files" in (ev / "eval.txt").read_text()
+
+
+def check_opened_screen(out, o, tmp_path):
+    """`ttt-tui open` on the run: the header and the findings show the outer loss, as the report says."""
+    import asyncio
+
+    from ttt_tui.tui.app import DashboardApp
+    from ttt_tui.tui.opened import OpenedRun
+
+    run = OpenedRun(out)
+    app = DashboardApp(run, refresh_hz=2.0)
+
+    async def drive():
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(40):
+                await pilot.pause(0.1)
+                if run.engine.done:
+                    break
+            await pilot.pause(0.4)
+            app.save_screenshot(filename="tf.svg", path=str(tmp_path))
+            await pilot.press("q")
+
+    try:
+        asyncio.run(drive())
+    finally:
+        run.engine.stop("closed")
+        run.engine.wait(2)
+        run.reader.close()
+    svg = (tmp_path / "tf.svg").read_text().replace("&#160;", " ")
+    assert f"outer loss {o['mean']:.3f}" in svg  # the header
+    assert "outer loss: " in svg and f"mean {o['mean']:.3f} over {o['n_positions']} positions" in svg  # findings
 
 
 @pytest.mark.parametrize(
