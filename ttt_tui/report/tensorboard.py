@@ -52,6 +52,15 @@ def export(store: LossStore, logdir: str | Path, run_name: str) -> Path:
                 for step, value in enumerate(series):
                     if np.isfinite(value):
                         writer.add_scalar(f"layer{layer_id}/{name}", float(value), step + 1)
+        if store.has_outer:  # teacher-forced: the model's outer loss, per second as the layers' series
+            outer = store.outer_view()
+            per = max(1, int(round(store.frame_rate)))
+            n = (outer.shape[0] // per) * per
+            with np.errstate(invalid="ignore"):
+                means = np.nanmean(outer[:n].astype(np.float64).reshape(-1, per), axis=1) if n else []
+            for step, value in enumerate(means):
+                if np.isfinite(value):
+                    writer.add_scalar("model/outer_loss", float(value), step + 1)
     finally:
         writer.close()
     return folder

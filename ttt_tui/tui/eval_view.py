@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from ..decimate import column_summary
-from .app import COLOURS, VERDICT_STYLE, short_path
+from .app import COLOURS, VERDICT_STYLE, faint, short_path
 
 POLL_S = 2.0
 
@@ -125,6 +125,20 @@ class EvalApp(App):
                     f"imp {d['avg_improvement']:.4f}  ben {d['cumulative_benefit']:.3f}  by file: "
                     + ", ".join(f"{v} {k}" for v, k in d["verdicts_by_file"].items() if k)
                 )
+            o = self.doc.get("outer_loss")
+            if o:  # teacher-forced: the model's own loss, averaged over files by position
+                marks = "  ".join(f"{k} {v:.3f}" for k, v in o["at"].items() if v is not None)
+                slope = o["slope_per_1k"]
+                t.append("\n outer loss ", style="bold")
+                t.append(
+                    f" mean {o['mean']:.3f} over {o['files']} files"
+                    + (f"  at {marks}" if marks else "")
+                    + (
+                        f"  slope {slope:+.4f} +- {o['slope_ci95_per_1k']:.4f} per 1k positions"
+                        if np.isfinite(slope) and np.isfinite(o["slope_ci95_per_1k"] or np.nan)
+                        else ""
+                    )
+                )
         if self.error:
             t.append(f"\n error: {self.error}", style="bold red")
         return t
@@ -133,7 +147,8 @@ class EvalApp(App):
         table = self.query_one("#files", DataTable)
         layers = list(self.doc["layers"])
         table.clear(columns=True)
-        table.add_columns("#", "worst", *(f"L{L} viol %" for L in layers), "input")
+        outer = "outer_loss" in self.doc
+        table.add_columns("#", "worst", *(f"L{L} viol %" for L in layers), *(["outer"] if outer else []), "input")
         runs = {e["index"]: e for e in self.doc["runs"]}
         order = self.doc["worst_first"] + [
             e["index"] for e in self.doc["runs"] if e["index"] not in self.doc["worst_first"]
@@ -146,6 +161,9 @@ class EvalApp(App):
             else:
                 label = Text(f" {e['worst']} ", style=VERDICT_STYLE.get(e["worst"], ""))
                 cells = [f"{e['layers'][L]['violation_rate']:.2f}" if L in e["layers"] else "-" for L in layers]
+            if outer:
+                m = (e.get("outer_loss") or {}).get("mean")
+                cells.append(f"{m:.4f}" if m is not None and np.isfinite(m) else "-")
             table.add_row(str(k), label, *cells, e["input"] + (f"  ({e['reason']})" if e.get("reason") else ""))
 
     def draw_chart(self) -> None:
@@ -159,16 +177,23 @@ class EvalApp(App):
             plot.refresh()
             return
         L = layers[self.layer % len(layers)]
-        n, mean, _ = curves[L].mean_ci()
+        n, mean, ci = curves[L].mean_ci()
         keep = np.nonzero(n >= 1)[0]
         if len(keep):
-            s = column_summary(mean[keep].astype(np.float32), max(4, plot.size.width - 10))
+            cols = max(4, plot.size.width - 10)
+            s = column_summary(mean[keep].astype(np.float32), cols)
+            half = np.nan_to_num(ci[keep], nan=0.0)
+            lo = column_summary((mean[keep] - half).astype(np.float32), cols)
+            hi = column_summary((mean[keep] + half).astype(np.float32), cols)
             rate = self.doc["frame_rate"] or 1.0
             for c, colour in enumerate(COLOURS):
                 ok = s["count"][c] > 0
-                x = (keep[0] + s["centre"][ok]) / rate
-                plt.plot(x.tolist(), s["mean"][c, ok].tolist(), color=colour, marker="hd")
-        plt.title(f"layer {L}: l0 / lprev / lafter averaged over files by position (tab: next layer)")
+                x = ((keep[0] + s["centre"][ok]) / rate).tolist()
+                if half[:, c].any():  # the 95 % band over files: faint lines either side of the mean
+                    for edge in (lo, hi):
+                        plt.plot(x, edge["mean"][c, ok].tolist(), color=faint(colour), marker="braille")
+                plt.plot(x, s["mean"][c, ok].tolist(), color=colour, marker="hd")
+        plt.title(f"layer {L}: l0 / lprev / lafter averaged over files by position, 95 % band (tab: next layer)")
         plt.xlabel("seconds of audio (position in each file)")
         plot.refresh()
 

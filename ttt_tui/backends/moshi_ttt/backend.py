@@ -509,7 +509,7 @@ class MoshiBackend(Backend):
     def _process_teacher_forced(self, pcm) -> int:
         """Mimi encodes the block frame by frame (streaming: blocks join seamlessly; one frame at a time, as their
         inference does, so that the codes do not depend on the block size: encoding 12 frames in one call
-        flipped a residual code at a near tie in a test); every whole mini-batch of codes is one chunk of
+        flips a residual code at a near tie now and then); every whole mini-batch of codes is one chunk of
         steps; the rest waits for the next block."""
         import torch
 
