@@ -100,18 +100,24 @@ def test_streamed_losses_equal_the_reference(two_layer):
     torch.testing.assert_close(torch.from_numpy(got), torch.cat(want), rtol=1e-4, atol=1e-6)
 
 
-def test_persist_carries_the_weights(tmp_path):
-    paths = moshi_tiny.build(tmp_path, mlp_layers=2, base_lr=0.01)
-    b = backend(paths, persist=True)
-    seen, got, W0 = stream_and_capture(b, 2)
-    ttt = b.layers[2].ttt
+def chained_reference(ttt, seen, W0):
+    """The reference's losses of the calls ``seen`` (the TTT block's inputs), the inner weights carried from
+    call to call."""
     w, bb = W0
     want = []
     with torch.no_grad():
         for x in seen:
             _, w, bb, losses = reference_call(ttt, x, w, bb, W0)
             want.append(losses)
-    torch.testing.assert_close(torch.from_numpy(got), torch.cat(want), rtol=1e-4, atol=1e-6)
+    return torch.cat(want)
+
+
+def test_persist_carries_the_weights(tmp_path):
+    paths = moshi_tiny.build(tmp_path, mlp_layers=2, base_lr=0.01)
+    b = backend(paths, persist=True)
+    seen, got, W0 = stream_and_capture(b, 2)
+    ttt = b.layers[2].ttt
+    torch.testing.assert_close(torch.from_numpy(got), chained_reference(ttt, seen, W0), rtol=1e-4, atol=1e-6)
     assert not np.array_equal(got[1:, 0], got[1:, 1])  # l0 at the stream start, lprev at the carried weights
     assert "--ttt-persist" in " ".join(b.notes())
 

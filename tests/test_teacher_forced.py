@@ -20,10 +20,10 @@ import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-from test_moshi_ttt_block import reference_call
+from test_moshi_backend import backend as moshi_backend
+from test_moshi_backend import chained_reference
 
 from ttt_tui import outer
-from ttt_tui.backends.moshi_ttt import MoshiBackend
 from ttt_tui.cli import main
 from ttt_tui.runlog import read_run
 
@@ -32,15 +32,7 @@ FRAME = 1920
 
 
 def backend(paths, **kw):
-    return MoshiBackend(
-        paths["checkpoint"],
-        moshi_weight=paths["moshi"],
-        mimi_weight=paths["mimi"],
-        mimi_config=paths["mimi_config"],
-        device="cpu",
-        teacher_forced=True,
-        **kw,
-    )
+    return moshi_backend(paths, teacher_forced=True, **kw)
 
 
 def noise(frames, seed=0):
@@ -156,13 +148,7 @@ def test_every_update_sees_whole_mini_batches_no_pad_rows(two_layer):
     assert [x.shape[1] for x in seen] == [C] * 4
     w0, b0 = ttt.checkpoint_weights()
     W0 = ([t.detach().float()[None] for t in w0], [t.detach().float()[None] for t in b0])
-    w, bb = W0
-    want = []
-    with torch.no_grad():
-        for x in seen:
-            _, w, bb, lo = reference_call(ttt, x, w, bb, W0)
-            want.append(lo)
-    torch.testing.assert_close(torch.from_numpy(losses[3]), torch.cat(want), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.from_numpy(losses[3]), chained_reference(ttt, seen, W0), rtol=1e-4, atol=1e-6)
 
 
 def test_deterministic_and_independent_of_the_block_size(three_layer):
@@ -183,20 +169,10 @@ def test_notes_and_audit_say_what_runs(three_layer):
     b = backend(three_layer)
     keys = {a["key"] for a in b.audit()}
     assert "pad_rows" not in keys  # whole mini-batches: their frame-by-frame padding does not apply
-    assert "pad_rows" in {a["key"] for a in MoshiBackend(**_kw(three_layer)).audit()}
+    assert "pad_rows" in {a["key"] for a in moshi_backend(three_layer).audit()}
     assert any("no pad rows" in n for n in b.notes())
     assert b.describe()["decoding"] == "teacher-forced"
     assert b.min_audio_s == pytest.approx(b.mini_batch_size * 0.08)
-
-
-def _kw(paths):
-    return dict(
-        checkpoint=paths["checkpoint"],
-        moshi_weight=paths["moshi"],
-        mimi_weight=paths["mimi"],
-        mimi_config=paths["mimi_config"],
-        device="cpu",
-    )
 
 
 def test_headless_report_log_and_eval(three_layer, tmp_path, capsys):

@@ -59,16 +59,24 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def _slope(y: np.ndarray, start: int) -> float:
-    """Least-squares slope of y against its positions (finite values only)."""
-    x = np.arange(start, start + y.shape[0], dtype=np.float64)
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Least squares of y on x over the finite y: (slope, residual sum of squares, sum of squared x deviations)."""
     ok = np.isfinite(y)
     x, y = x[ok], y[ok]
     if x.size < 2:
-        return float("nan")
+        return float("nan"), float("nan"), 0.0
     xc = x - x.mean()
-    den = float((xc * xc).sum())
-    return float((xc * (y - y.mean())).sum() / den) if den > 0 else float("nan")
+    sxx = float((xc * xc).sum())
+    if sxx <= 0:
+        return float("nan"), float("nan"), 0.0
+    b = float((xc * (y - y.mean())).sum() / sxx)
+    resid = y - y.mean() - b * xc
+    return b, float((resid * resid).sum()), sxx
+
+
+def _slope(y: np.ndarray, start: int) -> float:
+    """Least-squares slope of y against its positions."""
+    return _fit(np.arange(start, start + y.shape[0], dtype=np.float64), y)[0]
 
 
 def _block_ci(y: np.ndarray, start: int) -> float:
@@ -76,16 +84,10 @@ def _block_ci(y: np.ndarray, start: int) -> float:
     edges = np.linspace(0, y.shape[0], BLOCKS + 1).astype(int)
     xs = np.array([start + (a + b - 1) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)])
     ms = np.array([_mean(y[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)])
-    ok = np.isfinite(ms)
-    xs, ms = xs[ok], ms[ok]
-    if xs.size < 3:
+    if np.isfinite(ms).sum() < 3:
         return float("nan")
-    xc = xs - xs.mean()
-    sxx = float((xc * xc).sum())
-    b = float((xc * (ms - ms.mean())).sum() / sxx)
-    resid = ms - ms.mean() - b * xc
-    se = np.sqrt(float((resid * resid).sum()) / (xs.size - 2) / sxx)
-    return T_975 * se
+    _, rss, sxx = _fit(xs, ms)
+    return T_975 * float(np.sqrt(rss / (np.isfinite(ms).sum() - 2) / sxx))
 
 
 def trend_word(slope: float, ci: float) -> str:
@@ -94,6 +96,16 @@ def trend_word(slope: float, ci: float) -> str:
     if not np.isfinite(ci) or abs(slope) <= ci:
         return "no clear trend: the 95 % interval includes 0"
     return "falling: the loss drops with context" if slope < 0 else "rising: the loss grows with context"
+
+
+def screen_line(s: dict, over: str) -> str:
+    """One line for the screens: the mean ``over`` what, the marks reached, the slope and what it says."""
+    marks = "  ".join(f"{k} {v:.3f}" for k, v in s["at"].items() if v is not None and np.isfinite(v))
+    slope, ci = s["slope_per_1k"], s.get("slope_ci95_per_1k", float("nan"))
+    line = f"mean {_fmt(s['mean'], 3)} over {over}" + (f"  at {marks}" if marks else "")
+    if np.isfinite(slope):
+        line += f"  slope {slope:+.4f} +- {_fmt(ci, 4)} per 1k positions ({trend_word(slope, ci).split(':')[0]})"
+    return line
 
 
 def text_lines(s: dict, title: str = "OUTER LOSS") -> list[str]:

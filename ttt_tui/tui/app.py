@@ -481,20 +481,8 @@ class DashboardApp(App):
         lines = Text()
         outer = self.outer_now()
         if outer is not None:
-            marks = "  ".join(f"{k} {fmt(v, 3)}" for k, v in outer["at"].items() if v is not None)
-            slope = outer["slope_per_1k"]
             lines.append("outer loss: ", style="bold")
-            lines.append(
-                f"mean {fmt(outer['mean'], 3)} over {outer['n_positions']} positions"
-                + (f"  at {marks}" if marks else "")
-                + (
-                    f"  slope {slope:+.4f} +- {fmt(outer['slope_ci95_per_1k'], 4)} per 1k positions "
-                    f"({outer_stats.trend_word(slope, outer['slope_ci95_per_1k']).split(':')[0]})"
-                    if np.isfinite(slope)
-                    else ""
-                )
-                + "\n"
-            )
+            lines.append(outer_stats.screen_line(outer, f"{outer['n_positions']} positions") + "\n")
         for item in self.audit:  # what their code does at run time, and what it implies for the numbers
             lines.append("audit: ", style="bold magenta")
             lines.append(f"{item['finding']}: ", style="magenta")

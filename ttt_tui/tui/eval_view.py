@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
+from .. import outer as outer_stats
 from ..decimate import column_summary
 from .app import COLOURS, VERDICT_STYLE, faint, short_path
 
@@ -127,18 +128,8 @@ class EvalApp(App):
                 )
             o = self.doc.get("outer_loss")
             if o:  # teacher-forced: the model's own loss, averaged over files by position
-                marks = "  ".join(f"{k} {v:.3f}" for k, v in o["at"].items() if v is not None)
-                slope = o["slope_per_1k"]
                 t.append("\n outer loss ", style="bold")
-                t.append(
-                    f" mean {o['mean']:.3f} over {o['files']} files"
-                    + (f"  at {marks}" if marks else "")
-                    + (
-                        f"  slope {slope:+.4f} +- {o['slope_ci95_per_1k']:.4f} per 1k positions"
-                        if np.isfinite(slope) and np.isfinite(o["slope_ci95_per_1k"] or np.nan)
-                        else ""
-                    )
-                )
+                t.append(" " + outer_stats.screen_line(o, f"{o['files']} files"))
         if self.error:
             t.append(f"\n error: {self.error}", style="bold red")
         return t
