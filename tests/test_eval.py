@@ -180,3 +180,28 @@ def test_eval_on_screen_and_open_afterwards(dataset, tmp_path):
         return header
 
     assert "2 / 2 files finished" in asyncio.run(reopen())
+
+
+def test_following_an_eval_reads_each_finished_run_once(dataset, tmp_path, monkeypatch):
+    """The eval screen's merger: brought up to date as shards finish, it reads every run once and ends with the
+    aggregate that a merge at once gives."""
+    from ttt_tui.evaluation import aggregate
+
+    files = [str(dataset / f"f{k}.wav") for k in range(4)]
+    out = tmp_path / "e"
+    opts = ["--out", str(out), "--torch-device", "cpu", "--no-plots"]
+    assert main(["eval", *files, "--shard", "0/2", *opts]) == 0
+    reads = []
+    real = aggregate.read_run
+    monkeypatch.setattr(aggregate, "read_run", lambda folder: (reads.append(Path(folder).name), real(folder))[1])
+    m = aggregate.Merger([out])
+    first = m.update()
+    assert first["counts"]["finished"] == 2 and first["counts"]["missing"] == 2
+    assert m.update()["counts"] == first["counts"] and len(reads) == 2  # nothing new: nothing read
+    assert main(["eval", *files, "--shard", "1/2", *opts]) == 0
+    doc = m.update()
+    assert sorted(reads) == ["00000-f0", "00001-f1", "00002-f2", "00003-f3"]  # each run read once
+    at_once = aggregate.merge([out])
+    for d in (doc, at_once):
+        d["runs"] = [{k: v for k, v in r.items() if k != "folder"} for r in d["runs"]]
+    assert_same(doc, at_once)

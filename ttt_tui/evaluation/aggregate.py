@@ -77,21 +77,32 @@ class _Curve:
         return self.n, mean, ci
 
 
-def merge(dirs: list[str | Path]) -> dict:
-    """The evaluation of the runs in the eval folders ``dirs`` (one, or one per shard)."""
-    dirs = [Path(d) for d in dirs]
-    files = recorded(dirs[0])
-    for d in dirs[1:]:
-        if [str(f) for f in recorded(d)] != [str(f) for f in files]:
-            raise InputError(f"{d} is an evaluation of other inputs than {dirs[0]}; merge the shards of one data set")
-    curves: dict[int, _Curve] = {}
-    outer_curve = _Curve(1)
-    pooled: dict[int, LayerStats] = {}
-    per_file, frame_rate = [], None
-    for k, f in enumerate(files):
+class Merger:
+    """The evaluation of the runs in the eval folders ``dirs`` (one, or one per shard), brought up to date by
+    ``update``: a finished run is read once, its rows added to the per-position sums and the pooled statistics
+    and never read again, so that following a data set of thousands of files costs per poll only a look at
+    the files not finished yet. ``merge`` is one ``update`` (files in data-set order, so one process, torchrun
+    ranks and array shards give the same numbers); a screen that follows a running evaluation adds runs as
+    they finish (sums in another order: the same up to float rounding)."""
+
+    def __init__(self, dirs: list[str | Path]):
+        self.dirs = [Path(d) for d in dirs]
+        self.files = recorded(self.dirs[0])
+        for d in self.dirs[1:]:
+            if [str(f) for f in recorded(d)] != [str(f) for f in self.files]:
+                raise InputError(
+                    f"{d} is an evaluation of other inputs than {self.dirs[0]}; merge the shards of one data set"
+                )
+        self.entries: dict[int, dict] = {}
+        self.curves: dict[int, _Curve] = {}
+        self.outer_curve = _Curve(1)
+        self.pooled: dict[int, LayerStats] = {}
+        self.frame_rate: float | None = None
+
+    def _status(self, k: int, f: Path) -> dict:
         name = run_name(k, f)
         entry = {"index": k, "input": str(f), "run": name, "status": "missing"}
-        for d in dirs:
+        for d in self.dirs:
             folder = d / "runs" / name
             state = run_state(folder)
             if state == "finished":
@@ -107,88 +118,112 @@ def merge(dirs: list[str | Path]) -> dict:
                 entry.update(status="running", folder=str(folder))
             elif state is not None and entry["status"] == "missing":
                 entry.update(status="interrupted", folder=str(folder), reason=f"run ended as {state}")
-        if entry["status"] == "finished":
-            run = read_run(entry["folder"])
-            frame_rate = frame_rate or run.store.frame_rate
-            entry["duration_s"] = run.header.get("input_duration_s")
-            layers = {}
-            for L in run.store.layer_ids:
-                _, data = run.store.view(L)
-                curves.setdefault(L, _Curve()).add(data)
-                pooled.setdefault(L, LayerStats()).update(data)
-                s = run.store.summary(L)
-                verdict, _ = diagnose(s)
-                layers[str(L)] = {
-                    "verdict": verdict,
-                    "n_positions": s["n_positions"],
-                    "violation_rate": s["violation_rate"],
-                    "avg_improvement": s["avg_improvement"],
-                    "cumulative_benefit": s["cumulative_benefit"],
-                }
-            entry["layers"] = layers
-            if run.store.has_outer:
-                values = run.store.outer_view()
-                outer_curve.add(values)
-                o = outer_stats.summary(values, run.store.frame_rate)
-                entry["outer_loss"] = {k: o[k] for k in ("mean", "at", "slope_per_1k", "slope_ci95_per_1k")}
-            entry["worst"] = min((v["verdict"] for v in layers.values()), key=SEVERITY.get, default="NO_DATA")
-        per_file.append(entry)
-    layers_doc = {}
-    for L, st in pooled.items():
-        # No trends over the pooled rows: their order is the data set's file order, so "last quarter minus first
-        # quarter" would compare different recordings (all-HEALTHY files came out NOT_ADAPTING). Over context,
-        # the by-position curve answers it.
-        s = st.summary(None)
-        verdict, fs = diagnose(s)
-        n, mean, ci = curves[L].mean_ci()
-        idx = np.unique(np.linspace(0, len(n) - 1, min(CURVE_POINTS, len(n))).astype(int)) if len(n) else []
-        layers_doc[str(L)] = {
-            "verdict": verdict,
-            "files": int(sum(1 for e in per_file if str(L) in e.get("layers", {}))),
-            "n_positions": s["n_positions"],
-            "violation_rate": s["violation_rate"],
-            "avg_improvement": s["avg_improvement"],
-            "cumulative_benefit": s["cumulative_benefit"],
-            "context_gain": s["context_gain"],
-            "l0": s["l0"],
-            "lprev": s["lprev"],
-            "lafter": s["lafter"],
-            "findings": [f.text for f in fs],
-            "verdicts_by_file": {
-                v: sum(1 for e in per_file if e.get("layers", {}).get(str(L), {}).get("verdict") == v)
-                for v in VERDICTS
-                if v != "NO_DATA"
-            },
-            "by_position": {
-                "position": [int(i) for i in idx],
-                "time_s": [round(int(i) / frame_rate, 4) for i in idx],
-                "n_files": [int(n[i]) for i in idx],
-                "mean": {name: [float(mean[i, c]) for i in idx] for c, name in enumerate(("l0", "lprev", "lafter"))},
-                "ci95": {name: [float(ci[i, c]) for i in idx] for c, name in enumerate(("l0", "lprev", "lafter"))},
-            },
+        return entry
+
+    def _add(self, entry: dict) -> None:
+        """A finished run, read once: its rows into the sums, its own numbers into its entry."""
+        run = read_run(entry["folder"])
+        self.frame_rate = self.frame_rate or run.store.frame_rate
+        entry["duration_s"] = run.header.get("input_duration_s")
+        layers = {}
+        for L in run.store.layer_ids:
+            _, data = run.store.view(L)
+            self.curves.setdefault(L, _Curve()).add(data)
+            self.pooled.setdefault(L, LayerStats()).update(data)
+            s = run.store.summary(L)
+            verdict, _ = diagnose(s)
+            layers[str(L)] = {
+                "verdict": verdict,
+                "n_positions": s["n_positions"],
+                "violation_rate": s["violation_rate"],
+                "avg_improvement": s["avg_improvement"],
+                "cumulative_benefit": s["cumulative_benefit"],
+            }
+        entry["layers"] = layers
+        if run.store.has_outer:
+            values = run.store.outer_view()
+            self.outer_curve.add(values)
+            o = outer_stats.summary(values, run.store.frame_rate)
+            entry["outer_loss"] = {k: o[k] for k in ("mean", "at", "slope_per_1k", "slope_ci95_per_1k")}
+        entry["worst"] = min((v["verdict"] for v in layers.values()), key=SEVERITY.get, default="NO_DATA")
+
+    def update(self) -> dict:
+        """Look at every file not finished at the last update; read the runs that finished since; the doc."""
+        for k, f in enumerate(self.files):
+            if self.entries.get(k, {}).get("status") == "finished":
+                continue
+            entry = self._status(k, f)
+            if entry["status"] == "finished":
+                self._add(entry)
+            self.entries[k] = entry
+        return self.doc()
+
+    def doc(self) -> dict:
+        per_file = [self.entries[k] for k in range(len(self.files))]
+        frame_rate = self.frame_rate
+        layers_doc = {}
+        for L, st in self.pooled.items():
+            # No trends over the pooled rows: their order is the data set's file order, so "last quarter minus
+            # first quarter" would compare different recordings (all-HEALTHY files came out NOT_ADAPTING). Over
+            # context, the by-position curve answers it.
+            s = st.summary(None)
+            verdict, fs = diagnose(s)
+            n, mean, ci = self.curves[L].mean_ci()
+            idx = np.unique(np.linspace(0, len(n) - 1, min(CURVE_POINTS, len(n))).astype(int)) if len(n) else []
+            layers_doc[str(L)] = {
+                "verdict": verdict,
+                "files": int(sum(1 for e in per_file if str(L) in e.get("layers", {}))),
+                "n_positions": s["n_positions"],
+                "violation_rate": s["violation_rate"],
+                "avg_improvement": s["avg_improvement"],
+                "cumulative_benefit": s["cumulative_benefit"],
+                "context_gain": s["context_gain"],
+                "l0": s["l0"],
+                "lprev": s["lprev"],
+                "lafter": s["lafter"],
+                "findings": [f.text for f in fs],
+                "verdicts_by_file": {
+                    v: sum(1 for e in per_file if e.get("layers", {}).get(str(L), {}).get("verdict") == v)
+                    for v in VERDICTS
+                    if v != "NO_DATA"
+                },
+                "by_position": {
+                    "position": [int(i) for i in idx],
+                    "time_s": [round(int(i) / frame_rate, 4) for i in idx],
+                    "n_files": [int(n[i]) for i in idx],
+                    "mean": {
+                        name: [float(mean[i, c]) for i in idx] for c, name in enumerate(("l0", "lprev", "lafter"))
+                    },
+                    "ci95": {name: [float(ci[i, c]) for i in idx] for c, name in enumerate(("l0", "lprev", "lafter"))},
+                },
+            }
+        order = sorted(
+            per_file,
+            key=lambda e: (
+                SEVERITY["FAILED"] if e["status"] != "finished" else SEVERITY.get(e["worst"], 99),
+                -max((v["violation_rate"] for v in e.get("layers", {}).values()), default=0.0),
+                e["index"],
+            ),
+        )
+        counts = {s: sum(1 for e in per_file if e["status"] == s) for s in STATUSES}
+        doc = {
+            "files": len(self.files),
+            "counts": counts,
+            "frame_rate": frame_rate,
+            "layers": layers_doc,
+            "runs": per_file,
+            "worst_first": [e["index"] for e in order],
+            "_curves": self.curves,
         }
-    order = sorted(
-        per_file,
-        key=lambda e: (
-            SEVERITY["FAILED"] if e["status"] != "finished" else SEVERITY.get(e["worst"], 99),
-            -max((v["violation_rate"] for v in e.get("layers", {}).values()), default=0.0),
-            e["index"],
-        ),
-    )
-    counts = {s: sum(1 for e in per_file if e["status"] == s) for s in STATUSES}
-    doc = {
-        "files": len(files),
-        "counts": counts,
-        "frame_rate": frame_rate,
-        "layers": layers_doc,
-        "runs": per_file,
-        "worst_first": [e["index"] for e in order],
-        "_curves": curves,
-    }
-    if len(outer_curve.n):
-        doc["outer_loss"] = _outer_doc(outer_curve, per_file, frame_rate)
-        doc["_outer_curve"] = outer_curve
-    return doc
+        if len(self.outer_curve.n):
+            doc["outer_loss"] = _outer_doc(self.outer_curve, per_file, frame_rate)
+            doc["_outer_curve"] = self.outer_curve
+        return doc
+
+
+def merge(dirs: list[str | Path]) -> dict:
+    """The evaluation of the runs in the eval folders ``dirs`` (one, or one per shard), read at once."""
+    return Merger(dirs).update()
 
 
 def _outer_doc(curve: _Curve, per_file: list, frame_rate: float) -> dict:

@@ -1,8 +1,9 @@
 """An evaluation on screen: ``ttt-tui eval`` in a terminal (the files run in a thread, the screen follows), and
 ``ttt-tui open DIR`` on an eval folder (a finished one, or one that ranks or array tasks are still writing).
-Every ``POLL_S`` the aggregate is merged again from the finished runs' logs (``evaluation.aggregate.merge``,
-in a thread), so the screen shows what the files written so far say: progress over files, which file runs,
-per layer the losses averaged across files by position, and the files worst first. Only reads."""
+Every ``POLL_S`` the aggregate is brought up to date in a thread (``evaluation.aggregate.Merger``: a run is
+read once, when it has finished), so the screen shows what the files written so far say: progress over files,
+which file runs, per layer the losses averaged across files by position, and the files worst first. Only
+reads."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class EvalApp(App):
         self.running = run is not None
         self.result = None
         self._merging = threading.Lock()
+        self.merger = None
 
     def compose(self) -> ComposeResult:
         yield Static("reading the evaluation...", id="header")
@@ -79,11 +81,13 @@ class EvalApp(App):
         threading.Thread(target=self._merge, daemon=True).start()
 
     def _merge(self) -> None:
-        from ..evaluation.aggregate import merge
+        from ..evaluation.aggregate import Merger
 
         with self._merging:
             try:
-                doc = merge([self.folder])
+                if self.merger is None:  # reads each finished run once, then only looks at the others
+                    self.merger = Merger([self.folder])
+                doc = self.merger.update()
             except Exception as e:  # a log read mid-write: the next round reads it whole
                 doc = None
                 if not self.running:
