@@ -192,6 +192,10 @@ def test_headless_report_log_and_eval(three_layer, tmp_path, capsys):
     run = read_run(out)  # the run log holds the outer loss too (open, report, compare, eval read it)
     np.testing.assert_allclose(run.store.outer_view(), csv[:, 2], rtol=1e-6)
     check_opened_screen(out, o, tmp_path)
+    cmp = tmp_path / "cmp"  # two checkpoints are compared on the outer loss first
+    assert main(["compare", str(out), str(out), "--headless", "--no-plots", "--out", str(cmp)]) == 0
+    assert json.loads((cmp / "compare.json").read_text())["runs"][1]["outer_loss"]["mean"] == pytest.approx(o["mean"])
+    assert f"mean {o['mean']:.3f} over {o['n_positions']} positions" in (cmp / "compare.txt").read_text()
     tb = tmp_path / "tb"
     if importlib.util.find_spec("tensorboardX") is not None:
         from test_runlog import read_events

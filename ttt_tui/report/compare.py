@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import outer as outer_stats
 from ..decimate import minmax_decimate
 from ..diagnosis import diagnose
 from ..files import atomic
@@ -76,6 +77,7 @@ def compare_runs(folders: list[str | Path]) -> dict:
                 "duration_s": info.get("duration_s"),
                 "state": info.get("state"),
                 "layers": {str(k): v for k, v in layers.items()},
+                **({"outer_loss": _outer(logged.store)} if logged.store.has_outer else {}),
             }
             for (logged, info, layers), lab in zip(runs, labels, strict=True)
         ],
@@ -83,6 +85,12 @@ def compare_runs(folders: list[str | Path]) -> dict:
         "notes": notes,
         "_stores": [(lab, logged.store) for (logged, _, _), lab in zip(runs, labels, strict=True)],
     }
+
+
+def _outer(store) -> dict:
+    """A teacher-forced run's outer loss: what two checkpoints are compared on first."""
+    o = outer_stats.summary(store.outer_view(), store.frame_rate)
+    return {k: o[k] for k in ("n_positions", "mean", "at", "slope_per_1k", "slope_ci95_per_1k")}
 
 
 def render_text(cmp: dict) -> str:
@@ -95,6 +103,13 @@ def render_text(cmp: dict) -> str:
     if cmp["notes"]:
         lines.append("")
     width = max(len(r["label"]) for r in cmp["runs"])
+    with_outer = [r for r in cmp["runs"] if "outer_loss" in r]
+    if with_outer:
+        lines.append("OUTER LOSS (teacher-forced runs)")
+        for r in with_outer:
+            o = r["outer_loss"]
+            lines.append(f"   {r['label']:<{width}}  " + outer_stats.screen_line(o, f"{o['n_positions']} positions"))
+        lines.append("")
     for L in cmp["common_layers"]:
         lines += [
             f"LAYER {L}",

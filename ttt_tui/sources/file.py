@@ -27,7 +27,7 @@ class FileSource:
         self.realtime = realtime  # pace the blocks at the speed of the audio (demos, like a live stream)
         self.target_rate = int(target_rate)
         if not self.path.exists():
-            raise InputError(f"no such file: {self.path} (give the path of an audio file, or --mic)")
+            raise InputError(f"no such file: {self.path}")
         if self.path.is_dir():
             raise InputError(f"{self.path} is a folder, not an audio file")
         mode = self.path.stat().st_mode
