@@ -39,8 +39,8 @@ class TeacherForcedStream:
         self.card = int(lm.card)
         dev = lm.device
         self.delays = torch.tensor(list(lm.delays), dtype=torch.long, device=dev)
-        self.audio_delays = self.delays[1 : 1 + self.n_audio]
-        self.D = int(self.audio_delays.max())
+        self.audio_delays = [int(d) for d in list(lm.delays)[1 : 1 + self.n_audio]]  # host ints: no device sync
+        self.D = max(self.audio_delays)
         self.initial = lm._get_initial_token()[0, :, 0]  # [K]: the start token moshi puts before step 0
         self.reset()
 
@@ -83,7 +83,7 @@ class TeacherForcedStream:
         sums = ce.new_zeros(C + D)
         counts = ce.new_zeros(C + D)
         for k in range(self.n_audio):
-            o = D - int(self.audio_delays[k])
+            o = D - self.audio_delays[k]
             sums[o : o + C] += ce[k]
             counts[o : o + C] += scored[k].float()
         if self._carry is not None:
