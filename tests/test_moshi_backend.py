@@ -258,6 +258,8 @@ def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
     assert "gate 0.100" in counters and "|W-W0|/|W0|" in counters
     assert "lprev equals l0 by construction" in findings
     assert (tmp_path / "rep" / "output.wav").exists()
+    # the log's write-ahead files are folded in once writer and reader are done (they used to stay behind)
+    assert not (tmp_path / "rep" / "run.sqlite-wal").exists() and not (tmp_path / "rep" / "run.sqlite-shm").exists()
     from ttt_tui.runlog import read_run
 
     logged = read_run(tmp_path / "rep")  # written by the inference process, block by block

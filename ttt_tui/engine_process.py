@@ -278,5 +278,11 @@ class ProcessEngine(EngineControl):
         finally:
             if self._reader is not None:
                 self._reader.close()
+                if self._proc is not None:
+                    self._proc.join(2.0)  # it said done and leaves at once (os._exit)
+                if self._proc is not None and not self._proc.is_alive():  # the writer is gone too
+                    from .runlog import settle
+
+                    settle(self.settings.out)  # no -wal/-shm left in the folder
             self.ended_at = time.time()
             self._done.set()

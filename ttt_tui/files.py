@@ -23,6 +23,8 @@ RUN_FILES = (
     "run.sqlite",
     "run.sqlite-wal",
     "run.sqlite-shm",
+    "outer_loss.csv",
+    "outer_loss.png",
 )
 RUN_GLOBS = ("figure5_layer*.png",)
 

@@ -198,6 +198,23 @@ class RunLogReader:
         self._db.close()
 
 
+def settle(folder: str | Path) -> None:
+    """Fold the log's write-ahead file into ``run.sqlite`` and remove ``-wal``/``-shm``: SQLite does it when the
+    last connection closes, but a writer that finishes while a read-only reader still holds the log (the
+    dashboard) leaves them behind. Call when neither writes nor reads any more; harmless otherwise."""
+    path = Path(folder) / LOG_NAME
+    if not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(path)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+    except sqlite3.Error:
+        pass
+
+
 def read_run(folder: str | Path) -> LoggedRun:
     """Every complete block of a run log, into a store; one line (exit 2) for a folder that is not a run, or a
     log this version cannot read."""
