@@ -10,7 +10,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, InputError
+from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, InputError, MissingInput
 from .files import WriteError
 from .settings import RunSettings
 
@@ -144,9 +144,7 @@ def build_parser(dataset: bool = False) -> argparse.ArgumentParser:
     return p
 
 
-def _validate(args, one_file: bool = True) -> None:
-    """The run options; ``one_file``: a single run, whose missing input is refused here with the hint (a data
-    set lists a missing file as failed and goes on)."""
+def _validate(args) -> None:
     if args.list_devices:
         return
     if sum(map(bool, (args.mic, args.input, args.sample))) > 1:
@@ -157,8 +155,6 @@ def _validate(args, one_file: bool = True) -> None:
         args.input = str(ASSETS / "sample.wav")
     if not args.mic and not args.input:
         raise InputError("no input: give an audio file, --sample (the bundled speech) or --mic")
-    if one_file and args.input and not args.mic and not os.path.lexists(args.input):
-        raise InputError(f"no such file: {args.input} (give the path of an audio file, --sample or --mic)")
     if args.duration is not None and not 0 < args.duration < math.inf:
         raise InputError("--duration must be a positive number of seconds")
     if not 0.1 <= args.refresh <= 30:
@@ -344,7 +340,7 @@ def eval_command(argv) -> int:
     if a.shard and dist.active:
         raise InputError("--shard is for batch arrays; under torchrun the ranks are the shards")
     a.input = str(files[0])
-    _validate(a, one_file=False)  # the run options, once for all files
+    _validate(a)  # the run options, once for all files
     on_screen = not (a.headless or a.shard or dist.active) and screen_capable()
     index, count = parse_shard(a.shard) if a.shard else (0, 1)
     out = Path(a.out) if a.out else default_out_dir("eval")
@@ -465,7 +461,10 @@ def _run(args) -> int:
         return 0
     from .session import Session, run_headless
 
-    session = Session(args)
+    try:
+        session = Session(args)
+    except MissingInput as e:  # a single run: say what to give instead (a data set lists the file as failed)
+        raise InputError(f"{e} (give the path of an audio file, --sample or --mic)") from None
     if args.headless or not screen_capable():
         return run_headless(session)
     from .tui.run import run_dashboard

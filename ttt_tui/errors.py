@@ -8,3 +8,7 @@ EXIT_SOME_FAILED = 3  # ttt-tui eval: some files of the data set failed; the res
 
 class InputError(Exception):
     """Bad usage or bad input: the message says what is wrong and what to do. Exit code 2."""
+
+
+class MissingInput(InputError):
+    """The audio file does not exist. A single run adds what to give instead; a data set lists it as failed."""

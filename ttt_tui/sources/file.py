@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ..errors import InputError
+from ..errors import InputError, MissingInput
 
 SUPPORTED = "WAV, FLAC, OGG/Vorbis, Opus or MP3"
 
@@ -27,7 +27,7 @@ class FileSource:
         self.realtime = realtime  # pace the blocks at the speed of the audio (demos, like a live stream)
         self.target_rate = int(target_rate)
         if not self.path.exists():
-            raise InputError(f"no such file: {self.path}")
+            raise MissingInput(f"no such file: {self.path}")
         if self.path.is_dir():
             raise InputError(f"{self.path} is a folder, not an audio file")
         mode = self.path.stat().st_mode
