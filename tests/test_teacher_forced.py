@@ -196,6 +196,7 @@ def test_headless_report_log_and_eval(three_layer, tmp_path, capsys):
     assert main(["compare", str(out), str(out), "--headless", "--no-plots", "--out", str(cmp)]) == 0
     assert json.loads((cmp / "compare.json").read_text())["runs"][1]["outer_loss"]["mean"] == pytest.approx(o["mean"])
     assert f"mean {o['mean']:.3f} over {o['n_positions']} positions" in (cmp / "compare.txt").read_text()
+    check_compare_screen(out, o, tmp_path)
     tb = tmp_path / "tb"
     if importlib.util.find_spec("tensorboardX") is not None:
         from test_runlog import read_events
@@ -255,6 +256,25 @@ def check_opened_screen(out, o, tmp_path):
     svg = (tmp_path / "tf.svg").read_text().replace("&#160;", " ")
     assert f"outer loss {o['mean']:.3f}" in svg  # the header
     assert "outer loss: " in svg and f"mean {o['mean']:.3f} over {o['n_positions']} positions" in svg  # findings
+
+
+def check_compare_screen(out, o, tmp_path):
+    import asyncio
+
+    from ttt_tui.report.compare import compare_runs
+    from ttt_tui.tui.compare_view import CompareApp
+
+    app = CompareApp(compare_runs([out, out]))
+
+    async def drive():
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.pause(0.3)
+            app.save_screenshot(filename="cmp.svg", path=str(tmp_path))
+            await pilot.press("q")
+
+    asyncio.run(drive())
+    svg = (tmp_path / "cmp.svg").read_text().replace("&#160;", " ")
+    assert svg.count(f"mean {o['mean']:.3f} over {o['n_positions']} positions") == 2  # each run's outer loss
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
+from .. import outer as outer_stats
 from ..decimate import column_means
 from .app import VERDICT_STYLE, fmt
 
@@ -73,6 +74,11 @@ class CompareApp(App):
             colour = RUN_COLOURS[i % len(RUN_COLOURS)]
             t.append(f" ■ {r['label']}", style=f"bold {_rgb(colour)}")
             t.append(f" {r['duration_s']} s, {r['state']} ", style="dim")
+        for i, r in enumerate(self.cmp["runs"]):  # teacher-forced runs: their outer loss first
+            o = r.get("outer_loss")
+            if o:
+                t.append("\n ■ outer loss ", style=f"bold {_rgb(RUN_COLOURS[i % len(RUN_COLOURS)])}")
+                t.append(outer_stats.screen_line(o, f"{o['n_positions']} positions"))
         for note in self.cmp["notes"]:
             t.append(f"\n note: {note}", style="yellow")
         return t
