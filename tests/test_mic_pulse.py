@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_tui import tmux_screen
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "assets" / "sample.wav"
@@ -90,7 +91,7 @@ def test_dashboard_level_meter_and_dropped_blocks(pulse, tmp_path):
         loud, t0 = None, time.time()
         while time.time() - t0 < 30 and loud is None:
             time.sleep(0.3)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            screen = tmux_screen(name)
             for line in screen.splitlines():
                 if "input level" in line and "dropped blocks 0" in line:
                     level = float(line.split("dBFS")[0].split()[-1])

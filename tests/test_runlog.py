@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tui import tmux_screen
 
 from ttt_tui.cli import main
 from ttt_tui.runlog import FORMAT, LOG_NAME
@@ -184,7 +185,7 @@ def test_open_follows_a_headless_run_live(tmp_path):
         seen, t0 = [], time.time()
         while time.time() - t0 < 40 and len(set(seen)) < 3:
             time.sleep(1.0)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            screen = tmux_screen(name)
             for line in screen.splitlines():
                 if "positions" in line:
                     seen.append(int(line.split("positions")[1].split()[0]))
@@ -195,7 +196,7 @@ def test_open_follows_a_headless_run_live(tmp_path):
         t0 = time.time()
         while time.time() - t0 < 10 and "FINISHED" not in screen:
             time.sleep(0.5)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+            screen = tmux_screen(name)
         assert "FINISHED" in screen and "positions 1235" in screen, screen
         subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
         time.sleep(1.5)
