@@ -205,3 +205,31 @@ def test_following_an_eval_reads_each_finished_run_once(dataset, tmp_path, monke
     for d in (doc, at_once):
         d["runs"] = [{k: v for k, v in r.items() if k != "folder"} for r in d["runs"]]
     assert_same(doc, at_once)
+
+
+def test_eval_text_says_why_no_file_has_the_pooled_verdict():
+    from ttt_tui.evaluation.aggregate import render_text
+
+    def layer(verdict, by_file):
+        m = {"mean": 1.0}
+        return {
+            "verdict": verdict,
+            "files": 3,
+            "n_positions": 300,
+            "violation_rate": 20.0,
+            "avg_improvement": 0.01,
+            "cumulative_benefit": 0.1,
+            "context_gain": 0.09,
+            "l0": m,
+            "lprev": m,
+            "lafter": m,
+            "findings": [],
+            "verdicts_by_file": by_file,
+        }
+
+    counts = {"finished": 3, "failed": 0, "interrupted": 0, "running": 0, "missing": 0}
+    doc = {"files": 3, "counts": counts, "runs": [], "worst_first": []}
+    doc["layers"] = {"0": layer("HEALTHY", {"HEALTHY": 0, "NOT_ADAPTING": 3}), "1": layer("HEALTHY", {"HEALTHY": 3})}
+    text = render_text(doc)
+    layer0, layer1 = text.split("LAYER 1")
+    assert "no file has the pooled verdict" in layer0 and "no file has the pooled verdict" not in layer1

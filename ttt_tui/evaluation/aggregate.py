@@ -266,6 +266,11 @@ def render_text(doc: dict) -> str:
             f"   mean l0 {d['l0']['mean']:.6f}  lprev {d['lprev']['mean']:.6f}  lafter {d['lafter']['mean']:.6f}",
             "   verdicts by file: " + ", ".join(f"{v} {n}" for v, n in d["verdicts_by_file"].items() if n),
         ]
+        if d["files"] and not d["verdicts_by_file"].get(d["verdict"]):  # say why the two can differ
+            lines.append(
+                "   (no file has the pooled verdict: it applies the report's rules to every position of every file "
+                "without the quarter trends, which each file's own verdict also uses)"
+            )
         lines += [f"   - {f}" for f in d["findings"]]
         lines.append("")
     runs = {e["index"]: e for e in doc["runs"]}
