@@ -1,5 +1,7 @@
 """The backend of our users' Moshi-TTT checkpoints: Mimi + Moshi ``LMGen``, frame by frame, as their inference
-(``inference/run_inference_with_ttt.py``) runs it, with the run-time settings of ``runtime.resolve``.
+(``inference/run_inference_with_ttt.py``) runs it, with the run-time settings of ``runtime.resolve``; or, with
+``teacher_forced``, the recording itself as Moshi's audio stream, a mini-batch of frames per step, with the
+outer loss per position (``teacher_forced``).
 
 Building it is cheap and fails fast (the checkpoint is read and validated, the base model's files located in
 the Hugging Face cache or given locally, the model audit made); the model itself is loaded by
@@ -174,7 +176,8 @@ class MoshiBackend(Backend):
     """Options: ``follow`` runs the model as their inference does (``"inference"``) or as their training config
     says (``"training"``, see ``runtime``); ``persist`` carries the inner weights across frames for every layer
     (their 2-layer class resets them every step); ``gating_alpha`` replaces the gate alpha; ``greedy`` decodes
-    with argmax, else sampling seeded by ``seed``; ``record_losses=False`` is the uninstrumented path and
+    with argmax, else sampling seeded by ``seed``; ``teacher_forced`` feeds the recording's codes instead of
+    generating (``teacher_forced.py``); ``record_losses=False`` is the uninstrumented path and
     ``random_base=True`` a randomly initialised base Moshi and Mimi (benchmarks of a Moshi-sized model without
     its 16 GB of weights)."""
 
