@@ -163,6 +163,17 @@ def wait_for_file(path: Path, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def start_in_tmux(name: str, tmp_path: Path, out: Path, size: tuple[int, int], options: str, env: str = "") -> None:
+    """``ttt-tui SAMPLE --out OUT OPTIONS`` in a detached tmux session of ``size``; its exit code is written to
+    ``tmp_path/exit`` when it ends (the session stays 30 s for the screen to be read)."""
+    cmd = (
+        f"cd {ROOT} && {env}PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} {options}; "
+        f"echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
+    )
+    w, h = size
+    subprocess.run(["tmux", "new-session", "-d", "-x", str(w), "-y", str(h), "-s", name, cmd], check=True)
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (installed by .ci/run)")
 @pytest.mark.parametrize("width,height", [(200, 60), (80, 24)])
 def test_end_to_end_in_tmux(tmp_path, width, height):
@@ -170,11 +181,7 @@ def test_end_to_end_in_tmux(tmp_path, width, height):
     folder, every layer, a chart), quit with q, check the report."""
     name = f"ttt-e2e-{os.getpid()}-{width}"
     out = tmp_path / "rep"
-    cmd = (
-        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} "
-        f"--torch-device cpu; echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
-    )
-    subprocess.run(["tmux", "new-session", "-d", "-x", str(width), "-y", str(height), "-s", name, cmd], check=True)
+    start_in_tmux(name, tmp_path, out, (width, height), "--torch-device cpu")
     try:
         screen, t0 = "", time.time()
         while time.time() - t0 < 60 and not ("FINISHED" in screen and "report:" in screen):
@@ -276,11 +283,7 @@ def test_dashboard_killed_by_a_signal_exits_with_its_code(tmp_path, sig, code):
     """kill -TERM / -INT to the dashboard's process: the report of what was seen, then 143 / 130 (not 1)."""
     name = f"ttt-sig-{os.getpid()}-{sig}"
     out = tmp_path / "rep"
-    cmd = (
-        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} --realtime "
-        f"--torch-device cpu; echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
-    )
-    subprocess.run(["tmux", "new-session", "-d", "-x", "200", "-y", "60", "-s", name, cmd], check=True)
+    start_in_tmux(name, tmp_path, out, (200, 60), "--realtime --torch-device cpu")
     try:
         screen, t0 = "", time.time()
         while time.time() - t0 < 60 and "RUNNING" not in screen:
@@ -336,11 +339,7 @@ def test_term_dumb_gets_the_headless_progress(tmp_path):
     and the report, not a broken screen."""
     name = f"ttt-dumb-{os.getpid()}"
     out = tmp_path / "rep"
-    cmd = (
-        f"cd {ROOT} && TERM=dumb PYTHONPATH={ROOT} {sys.executable} -m ttt_tui.cli {SAMPLE} --out {out} "
-        f"--torch-device cpu --no-plots; echo EXIT=$? > {tmp_path / 'exit'}; sleep 30"
-    )
-    subprocess.run(["tmux", "new-session", "-d", "-x", "120", "-y", "30", "-s", name, cmd], check=True)
+    start_in_tmux(name, tmp_path, out, (120, 30), "--torch-device cpu --no-plots", env="TERM=dumb ")
     try:
         wait_for_file(tmp_path / "exit", 60)
         screen = tmux_screen(name)
