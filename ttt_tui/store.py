@@ -25,6 +25,14 @@ def _grow(data: np.ndarray, n: int, need: int) -> np.ndarray:
     return grown
 
 
+def _appended(data: np.ndarray, n: int, block: np.ndarray) -> tuple[np.ndarray, int]:
+    """``block``'s rows written after the first ``n`` of ``data`` (grown if needed): (the array, the new count)."""
+    need = n + block.shape[0]
+    data = _grow(data, n, need)
+    data[n:need] = block
+    return data, need
+
+
 class _Layer:
     __slots__ = ("data", "n", "stats", "version", "signals", "n_signals")
 
@@ -59,10 +67,7 @@ class LossStore:
         if not block.shape[0]:
             return
         with self._lock:
-            need = self._n_outer + block.shape[0]
-            self._outer = _grow(self._outer, self._n_outer, need)
-            self._outer[self._n_outer : need] = block
-            self._n_outer = need
+            self._outer, self._n_outer = _appended(self._outer, self._n_outer, block)
             self.has_outer = True
             self.version += 1
 
@@ -83,11 +88,8 @@ class LossStore:
             return
         with self._lock:
             lay = self._layers[layer_id]
-            need = lay.n + block.shape[0]
-            lay.data = _grow(lay.data, lay.n, need)
-            lay.data[lay.n : need] = block
+            lay.data, lay.n = _appended(lay.data, lay.n, block)
             lay.stats.update(block)
-            lay.n = need
             lay.version += 1
             self.version += 1
 
@@ -102,10 +104,7 @@ class LossStore:
             block = np.asarray(block, dtype=np.float32).reshape(-1, k)
             with self._lock:
                 lay = self._layers[layer_id]
-                need = lay.n_signals + block.shape[0]
-                lay.signals = _grow(lay.signals, lay.n_signals, need)
-                lay.signals[lay.n_signals : need] = block
-                lay.n_signals = need
+                lay.signals, lay.n_signals = _appended(lay.signals, lay.n_signals, block)
                 self.version += 1
 
     def signal_summary(self, layer_id: int) -> dict:

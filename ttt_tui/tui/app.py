@@ -366,6 +366,7 @@ class DashboardApp(App):
         self.compact = False  # too few rows for every chart: the selected layer's chart, the others one line each
         window_s = float(session.settings.window or DEFAULT_WINDOW_S)
         self.window_s = window_s
+        self._outer_now: tuple[int, dict] | None = None  # (positions, outer_now) of the last computation
         self.windows = {i: LayerWindows(self.store.frame_rate, window_s) for i in self.store.layer_ids}
 
     # -- layout -------------------------------------------------------------------------------------------
@@ -434,16 +435,21 @@ class DashboardApp(App):
         return t
 
     def outer_now(self) -> dict | None:
-        """The outer loss so far (``outer.summary``) and its mean over the last window; None if the run has none."""
+        """The outer loss so far (``outer.summary``) and its mean over the last window; None if the run has none.
+        Computed once per number of positions (the header and the findings both ask, every status refresh; rows
+        already stored never change)."""
         if not self.store.has_outer:
             return None
         v = self.store.outer_view()
         if not v.shape[0]:
             return None
+        if self._outer_now is not None and self._outer_now[0] == v.shape[0]:
+            return self._outer_now[1]
         s = outer_stats.summary(v, self.store.frame_rate)
         recent = v[-max(1, int(self.window_s * self.store.frame_rate)) :]
         recent = recent[np.isfinite(recent)]
         s["recent"] = float(recent.mean()) if recent.size else float("nan")
+        self._outer_now = (v.shape[0], s)
         return s
 
     # -- sizes --------------------------------------------------------------------------------------------
