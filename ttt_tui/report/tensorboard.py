@@ -17,16 +17,26 @@ from ..errors import InputError
 from ..store import LossStore
 
 
-def per_second(data: np.ndarray, frame_rate: float) -> dict[str, np.ndarray]:
-    """The exported series of one layer's [n, 3] losses: means over each whole second (non-finite ignored)."""
+def _seconds(data: np.ndarray, frame_rate: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows [n, k] cut into whole seconds: (the rows [seconds, per second, k], their means [seconds, k] over the
+    finite values); None if not one whole second."""
     per = max(1, int(round(frame_rate)))
     n = (data.shape[0] // per) * per
     if not n:
+        return None
+    d = data[:n].astype(np.float64).reshape(-1, per, data.shape[1])
+    with np.errstate(invalid="ignore"):
+        return d, np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
+
+
+def per_second(data: np.ndarray, frame_rate: float) -> dict[str, np.ndarray]:
+    """The exported series of one layer's [n, 3] losses: means over each whole second (non-finite ignored)."""
+    cut = _seconds(data, frame_rate)
+    if cut is None:
         return {}
-    d = data[:n].astype(np.float64).reshape(-1, per, 3)
+    d, means = cut
     with np.errstate(invalid="ignore"):
         ok = ~(d[..., 0] >= d[..., 1]) | ~(d[..., 1] >= d[..., 2])
-        means = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
     return {
         "l0": means[:, 0],
         "lprev": means[:, 1],
@@ -52,13 +62,9 @@ def export(store: LossStore, logdir: str | Path, run_name: str) -> Path:
                 for step, value in enumerate(series):
                     if np.isfinite(value):
                         writer.add_scalar(f"layer{layer_id}/{name}", float(value), step + 1)
-        if store.has_outer:  # teacher-forced: the model's outer loss, per second as the layers' series
-            outer = store.outer_view()
-            per = max(1, int(round(store.frame_rate)))
-            n = (outer.shape[0] // per) * per
-            with np.errstate(invalid="ignore"):
-                means = np.nanmean(outer[:n].astype(np.float64).reshape(-1, per), axis=1) if n else []
-            for step, value in enumerate(means):
+        cut = _seconds(store.outer_view()[:, None], store.frame_rate) if store.has_outer else None
+        if cut is not None:  # teacher-forced: the model's outer loss, per second as the layers' series
+            for step, value in enumerate(cut[1][:, 0]):
                 if np.isfinite(value):
                     writer.add_scalar("model/outer_loss", float(value), step + 1)
     finally:
