@@ -364,10 +364,9 @@ class DashboardApp(App):
         self.audit = session.backend.audit()
         self.gates = session.backend.describe().get("effective_gate", {})
         self.compact = False  # too few rows for every chart: the selected layer's chart, the others one line each
-        window_s = float(session.settings.window or DEFAULT_WINDOW_S)
-        self.window_s = window_s
+        self.window_s = float(session.settings.window or DEFAULT_WINDOW_S)
         self._outer_now: tuple[int, dict] | None = None  # (positions, outer_now) of the last computation
-        self.windows = {i: LayerWindows(self.store.frame_rate, window_s) for i in self.store.layer_ids}
+        self.windows = {i: LayerWindows(self.store.frame_rate, self.window_s) for i in self.store.layer_ids}
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
