@@ -1,6 +1,7 @@
 """The package as a user installs it: a wheel in a fresh virtual environment, run from another folder."""
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -13,21 +14,39 @@ from ttt_tui import __version__
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def this_interpreters_site_packages() -> list[str]:
+    """Where this interpreter finds torch and the rest: its venv's site-packages when it runs in one (a venv's
+    ``system_site_packages`` would see the base interpreter's instead, without what the user installed)."""
+    paths = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    assert paths, sys.path
+    return paths
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A wheel built from this checkout, installed (without dependencies: torch and the rest come from this
-    interpreter's site-packages) into a new venv."""
+    """A wheel built from a copy of this checkout (a build in place would leave build/ in it), installed into a
+    new venv that sees this interpreter's site-packages for the dependencies (torch and the rest) through a
+    .pth file: the wheel's own copy comes first, and an editable install of the checkout is not seen (a .pth
+    line adds a folder without running the .pth files inside it)."""
     tmp = tmp_path_factory.mktemp("install")
+    src = tmp / "src"
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "ttt_tui_reports")
+    )
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp), str(src)],
         capture_output=True,
         text=True,
     )
     assert r.returncode == 0, r.stderr
     wheel = next(tmp.glob("ttt_tui-*.whl"))
     env = tmp / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env)
     py = env / "bin" / "python"
+    own = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True
+    ).stdout.strip()
+    Path(own, "dependencies-from-the-test-interpreter.pth").write_text("\n".join(this_interpreters_site_packages()))
     r = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
         capture_output=True,

@@ -194,6 +194,10 @@ def test_end_to_end_in_tmux(tmp_path, width, height):
         subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
         wait_for_file(tmp_path / "exit", 20)
         assert (tmp_path / "exit").read_text().strip() == "EXIT=0"
+        time.sleep(2)  # multiprocessing's resource tracker spoke after the process had gone (13 leaked semaphores)
+        # what the quit leaves in the terminal: one line on stdout, nothing on stderr (no warning, no traceback)
+        left = "".join(line for line in tmux_screen(name).splitlines() if line.strip())
+        assert left == f"report written to {out}/", left
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
     doc = json.loads((out / "report.json").read_text())

@@ -27,7 +27,7 @@ def build_parser(dataset: bool = False) -> argparse.ArgumentParser:
         p = _Parser(
             prog="ttt-tui eval",
             description="Figure 5 over a data set: every file as its own run (DIR/runs/), then per layer the losses "
-            "averaged across files by position with a 95%% band, pooled verdicts and the files worst first "
+            "averaged across files by position with a 95% band, pooled verdicts and the files worst first "
             "(eval.json, eval.txt, eval_layer<L>.png). Resumable; torchrun shards the files across ranks.",
             epilog="Exit codes: 0 done, 3 some files failed (listed with the reason; the rest is evaluated), "
             "2 bad usage or input, 1 internal error, 130/143 on SIGINT/SIGTERM (finished files are kept).",
@@ -38,10 +38,12 @@ def build_parser(dataset: bool = False) -> argparse.ArgumentParser:
     else:
         p = _Parser(
             prog="ttt-tui",
-            description="Stream audio through a TTT model and follow, per TTT layer, the Figure-5 losses "
-            "l0 (stream-start weights), lprev (before the update) and lafter (after it).",
-            epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input, 130/143/129 on "
-            "SIGINT/SIGTERM/SIGHUP (the report is written first).",
+            usage="ttt-tui [options] INPUT | --sample | --mic\n       ttt-tui COMMAND ... (see commands below)",
+            description="Stream audio through a TTT model and follow, per TTT layer, the Figure-5 losses\n"
+            "l0 (stream-start weights), lprev (before the update) and lafter (after it).\n\n" + commands_help(),
+            epilog="Exit codes: 0 done, 1 internal error, 2 bad usage or input,\n"
+            "130/143/129 on SIGINT/SIGTERM/SIGHUP (the report is written first).",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("input", nargs="?", help="audio file: WAV, FLAC, OGG/Vorbis, Opus, MP3; any rate, any channels")
     p.add_argument("--version", action="version", version=f"ttt-tui {__version__}")
@@ -418,19 +420,43 @@ def _eval_on_screen(settings, files, out, plots: bool) -> int:
     return EXIT_SOME_FAILED if result.failed else EXIT_OK
 
 
+# name: (function, arguments, what it does in one line): `ttt-tui --help` lists them
 SUBCOMMANDS = {
-    "report": report_command,
-    "open": open_command,
-    "compare": compare_command,
-    "tensorboard": tensorboard_command,
-    "eval": eval_command,
+    "open": (open_command, "DIR", "the dashboard on a saved run (a run being written: live)"),
+    "report": (report_command, "DIR", "(re)write a run's report from its log, also of a killed run"),
+    "compare": (compare_command, "DIR DIR...", "the same layers of several runs side by side"),
+    "eval": (eval_command, "INPUTS... --out DIR", "Figure 5 over a data set (files, folders, lists)"),
+    "tensorboard": (tensorboard_command, "DIR... --logdir L", "saved runs as TensorBoard scalars"),
 }
+
+
+def commands_help() -> str:
+    """The commands, one line each, for the top-level help."""
+    rows = [(f"{name} {args}", what) for name, (_, args, what) in SUBCOMMANDS.items()]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"  {usage:<{width}}  {what}" for usage, what in rows]
+    return "commands (ttt-tui COMMAND --help for each):\n" + "\n".join(lines)
+
+
+def _unknown_command(word: str) -> str | None:
+    """A first word that is no command and no existing file, yet reads like a mistyped command (close to one,
+    and no path or file name), gets told so: not "unrecognized arguments" about the folder after it."""
+    import difflib
+
+    if word.startswith("-") or os.path.exists(word) or "/" in word or "." in word:
+        return None
+    close = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+    return f"unknown command '{word}' (did you mean '{close[0]}'?)" if close else None
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS and not os.path.exists(argv[0]):  # a file named "report" stays an input
-        return _guarded(SUBCOMMANDS[argv[0]], argv[1:])
+        return _guarded(SUBCOMMANDS[argv[0]][0], argv[1:])
+    unknown = _unknown_command(argv[0]) if argv else None
+    if unknown:
+        print(f"ttt-tui: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     return _guarded(_run, build_parser().parse_args(argv))
 
 

@@ -89,6 +89,10 @@ class EngineControl:
         """Leave a run that cannot stop (a thread cannot be killed; the process engine kills its child)."""
         return None
 
+    def close(self) -> None:
+        """Release what the engine holds beyond the run (the process engine's semaphores), once it has ended."""
+        return None
+
     @property
     def done(self) -> bool:
         return self._done.is_set()

@@ -166,16 +166,29 @@ class ProcessEngine(EngineControl):
         threading.Thread(target=self._receive, name="ttt-tui-receiver", daemon=True).start()
 
     def _paused(self, paused: bool) -> None:
-        self._pause.set() if paused else self._pause.clear()
+        if self._pause is not None:  # None: closed, the run is over
+            self._pause.set() if paused else self._pause.clear()
 
     def _request_stop(self) -> None:
-        self._stop.set()
-        self._pause.clear()
+        if self._stop is not None:
+            self._stop.set()
+            self._pause.clear()
 
     def abandon(self) -> None:
         """The child is still loading its model and cannot stop: end it (nothing of the run is lost)."""
         if self._proc is not None and self._proc.is_alive():
             self._proc.kill()
+
+    def close(self) -> None:
+        """Drop the queue and events once the child and the receiver are done: their named semaphores are
+        unlinked as they are collected. The console script leaves with ``os._exit``, which skips
+        multiprocessing's own clean-up, and its resource tracker then warned of 13 leaked semaphores on every
+        dashboard quit."""
+        if not self._done.is_set() or (self._proc is not None and self._proc.is_alive()):
+            return  # still in use: leave them to the interpreter
+        self._q.close()
+        self._q.join_thread()
+        self._q = self._pause = self._stop = None
 
     def wait(self, timeout: float | None = None) -> bool:
         ok = super().wait(timeout)

@@ -42,12 +42,14 @@ class Session:
         self.store = self.engine.store
         self.signal_received: int | None = None
         self.report_paths: dict | None = None
+        self.progress_windows: dict = {}  # per layer, the headless progress line's LayerWindows
 
     def release(self) -> None:
         """The report folder's lock, held since the start: released when the run's report is written."""
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+        self.engine.close()
 
     def use_process_engine(self) -> None:
         """Run inference in a child process (the dashboard: no GIL shared with the UI); it writes the run log."""
@@ -143,18 +145,37 @@ class Session:
         return EXIT_OK
 
 
+def speed_words(realtime_factor: float, paced: bool) -> str:
+    """How fast the run goes: a paced run (``--realtime``, the microphone) is fed at 1x whatever the model
+    could do, so pacing and compute speed are said apart."""
+    compute = f"{realtime_factor:.1f}x real time"
+    return f"live, compute {compute}" if paced else compute
+
+
 def progress_line(session: Session) -> str:
     st = session.engine.status
     total = getattr(session.source, "duration_s", None)
     done = f"{st.audio_s:7.1f}" + (f"/{total:.1f} s ({100 * st.audio_s / total:3.0f}%)" if total else " s")
-    parts = [f"[{st.state}] {done} {st.realtime_factor:5.1f}x real time"]
+    paced = session.settings.realtime or session.settings.mic
+    parts = [f"[{st.state}] {done} {speed_words(st.realtime_factor, paced)}"]
     from .diagnosis import diagnose
+    from .headline import headline
+    from .windows import DEFAULT_WINDOW_S, LayerWindows
 
-    for layer_id in session.store.layer_ids:
-        s = session.store.summary(layer_id)
-        verdict, _ = diagnose(s)
+    store = session.store
+    for layer_id in store.layer_ids:
+        s = store.summary(layer_id)
+        verdict, fs = diagnose(s)
+        lw = session.progress_windows.get(layer_id)
+        if lw is None:  # kept across lines: each line adds only the windows completed since the last
+            lw = LayerWindows(store.frame_rate, session.settings.window or DEFAULT_WINDOW_S)
+            session.progress_windows[layer_id] = lw
+        lw.update(store.view(layer_id)[1])
         if s["n_positions"]:
-            parts.append(f"L{layer_id} {verdict} viol {s['violation_rate']:.2f}% imp {s['avg_improvement']:.4f}")
+            parts.append(
+                f"L{layer_id} {headline(verdict, fs, lw)} viol {s['violation_rate']:.2f}% "
+                f"imp {s['avg_improvement']:.4f}"
+            )
     return " | ".join(parts)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .. import outer as outer_stats
 from ..diagnosis import diagnose
 from ..files import atomic, default_out_dir  # noqa: F401 (default_out_dir: the report folder's default)
+from ..headline import headline, over_time
 from ..store import LossStore
 from ..windows import DEFAULT_WINDOW_S, layer_windows
 from .plots import plot_layer, plot_outer
@@ -98,6 +99,8 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
         states = lw.window_states()
         layers[str(layer_id)] = {
             "verdict": verdict,
+            "headline": headline(verdict, fs, lw),  # the words of every screen (``headline``)
+            "over_time": over_time(verdict, lw),  # the regime that disagrees with the verdict, or null
             "n_positions": s["n_positions"],
             "violation_rate": s["violation_rate"],
             "violations": s["violations"],

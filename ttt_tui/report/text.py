@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 from ..diagnosis import HEALTHY_TEXT, Finding
+from ..headline import WARNED, headline, verdict_words
+from ..headline import over_time as over_time_story
 from ..outer import text_lines
 
 ICON = {"error": "❌", "warning": "⚠️ ", "info": "ℹ️ "}
@@ -18,6 +20,14 @@ def _one_line(s: str) -> str:
 
 def _trend_word(x: float, good: str) -> str:
     return f"({good} ✅)" if x < 0 else "(degrading ❌)"
+
+
+def _lprev_trend_word(s: dict, verdict: str) -> str:
+    """lprev falling means adaptation only where the updates do something: with no learning (lprev = l0) or
+    degenerative updates it only follows l0, and a ✅ would contradict the verdict."""
+    if verdict in ("NOT_LEARNING", "DEGENERATIVE", "EXPLODING"):
+        return f"(follows l0: {verdict}, no adaptation to read from it)"
+    return _trend_word(s["lprev_trend"], "adapting")
 
 
 SIGNAL_LABELS = {
@@ -46,7 +56,10 @@ def signal_lines(s: dict, gate: dict | None) -> list[str]:
     return lines + [""]
 
 
-def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding], gate: dict | None = None) -> list[str]:
+def layer_section(
+    layer_id: int, s: dict, verdict: str, fs: list[Finding], gate: dict | None = None, windows=None
+) -> list[str]:
+    """``windows``: the layer's ``LayerWindows``, for the headline's time story (``headline``)."""
     n = s["n_positions"]
     lines = ["=" * 60, f"LAYER {layer_id} ANALYSIS", "=" * 60, ""]
     lines += ["📊 Data Coverage:", f"   Valid positions: {n}"]
@@ -74,13 +87,18 @@ def layer_section(layer_id: int, s: dict, verdict: str, fs: list[Finding], gate:
         lines.append(f"   ✅ {HEALTHY_TEXT}")
     for f in shown:
         lines.append(f"   {ICON[f.severity]} {f.text}")
-    lines += [f"   Verdict: {verdict}", ""]
+    lines += [f"   Verdict: {headline(verdict, fs, windows)}"]
+    if verdict_words(verdict, fs).endswith(WARNED):
+        lines.append(f"   ({WARNED.strip()}: healthy, with the warnings above)")
+    if over_time_story(verdict, windows) is not None:
+        lines.append("   (overall: the whole run's verdict; then the regime over time that disagrees with it, below)")
+    lines.append("")
     lines += signal_lines(s, gate)
     if s["trend_available"] and not math.isnan(s["l0_trend"]):
         lines += [
             "📉 Trend Analysis:",
             f"   l0 trend: {s['l0_trend']:+.6f} {_trend_word(s['l0_trend'], 'improving')}",
-            f"   lprev trend: {s['lprev_trend']:+.6f} {_trend_word(s['lprev_trend'], 'adapting')}",
+            f"   lprev trend: {s['lprev_trend']:+.6f} {_lprev_trend_word(s, verdict)}",
             f"   l0 - lafter gap: first quarter {s['gap_first_quarter']:.6f}, last quarter "
             f"{s['gap_last_quarter']:.6f} ({'widening ✅' if s['gap_trend'] > 0 else 'not widening ❌'})",
         ]
@@ -145,12 +163,13 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]], outer:
         lines += text_lines(outer) + [""]
     gates = (run.get("model_details") or {}).get("effective_gate", {})
     for layer_id, (s, verdict, fs, lw) in layers.items():
-        lines += layer_section(layer_id, s, verdict, fs, gates.get(str(layer_id)))
+        lines += layer_section(layer_id, s, verdict, fs, gates.get(str(layer_id)), lw)
         lines += over_time(layer_id, lw)
     return "\n".join(lines) + "\n"
 
 
 MAX_ROWS = 24  # a long run's windows are merged into at most this many rows
+NO_REGIME = "(none yet)"  # no regime decided (yet)
 
 
 def _merge(ws: list[dict], regimes: list) -> dict:
@@ -161,7 +180,7 @@ def _merge(ws: list[dict], regimes: list) -> dict:
         vals = [(w[key], w["n_positions"]) for w in ws if w[key] is not None and not math.isnan(w[key])]
         return sum(v * k for v, k in vals) / sum(k for _, k in vals) if vals else float("nan")
 
-    seen = list(dict.fromkeys(r or "-" for r in regimes))
+    seen = list(dict.fromkeys(r or NO_REGIME for r in regimes))
     return {
         "start_s": ws[0]["start_s"],
         "end_s": ws[-1]["end_s"],
@@ -175,7 +194,7 @@ def _merge(ws: list[dict], regimes: list) -> dict:
 
 def over_time(layer_id: int, lw) -> list[str]:
     """The layer over consecutive windows (condensed for long runs) and its regime changes."""
-    from ..windows import STATE_WORDS, clock
+    from ..windows import PERSIST, STATE_WORDS, clock
 
     if not lw.windows:
         return []
@@ -200,4 +219,6 @@ def over_time(layer_id: int, lw) -> list[str]:
         lines.append(f"   🔀 {c['finding']}")
     if not changes and lw.regimes:
         lines.append("   No change of regime.")
+    if any(st is None for st in states):
+        lines.append(f"   regime {NO_REGIME}: no regime decided: that takes {PERSIST} windows with a clear state.")
     return lines + [""]

@@ -22,8 +22,10 @@ from textual_plotext import PlotextPlot
 
 from .. import outer as outer_stats
 from ..diagnosis import diagnose
-from ..session import SIGNAL_EXIT, Session
+from ..headline import WARNED, over_time, story_words, verdict_words
+from ..session import SIGNAL_EXIT, Session, speed_words
 from ..windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
+from .axes import apply_x, apply_y, canvas_rows, finite_range, make_axis, marker_rows, shared_zero_axes
 from .chart_data import VIEWS, ZOOM_LEVELS, ViewSettings, chart_series
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44))  # l0, lprev, lafter: the PNG colours
@@ -128,6 +130,9 @@ class TimedPlot(PlotextPlot):
 
     def render(self):
         t0 = time.perf_counter()
+        panel = self.parent
+        if isinstance(panel, LayerPanel):  # the axes are chosen for the canvas' rows (``axes``): a chart resized
+            panel.redraw_for_size()  # by the layout is rebuilt first, never shown with its old size's axes
         result = super().render()
         now = time.perf_counter()
         self.app.chart_render_s += now - t0
@@ -154,6 +159,7 @@ class LayerPanel(Vertical):
         self.layer_id = layer_id
         self.border_title = f"layer {layer_id}"
         self.drawn: tuple | None = None  # (store version, view key, size) of the chart on screen
+        self._args: tuple | None = None  # what the last draw() was given: a resize redraws it
         self.redraws = 0
 
     def compose(self) -> ComposeResult:
@@ -165,7 +171,7 @@ class LayerPanel(Vertical):
         s: dict,
         verdict: str,
         frame_rate: float,
-        warned: bool = False,
+        words: str = "",
         markers: tuple = (),
         signals: dict | None = None,
         gate: dict | None = None,
@@ -177,13 +183,19 @@ class LayerPanel(Vertical):
         collapsed: bool = False,
     ) -> None:
         """The counters: the whole run, the chart's legend for its view, the last window and the regime
-        (``recent``: ``windows.sliding_summary``; ``windows``: the layer's ``LayerWindows``). ``collapsed``: one
-        line (small terminals, a layer that is not selected)."""
+        (``recent``: ``windows.sliding_summary``; ``windows``: the layer's ``LayerWindows``). ``words``: the
+        verdict's words (``headline.verdict_words``), followed by the time story where the regimes disagree with
+        it. ``collapsed``: one line (small terminals, a layer that is not selected)."""
         t = Text(no_wrap=True, overflow="ellipsis")
-        style = "bold black on yellow" if verdict == "HEALTHY" and warned else VERDICT_STYLE.get(verdict, "")
+        words = words or verdict
+        style = "bold black on yellow" if words.endswith(WARNED) else VERDICT_STYLE.get(verdict, "")
         if collapsed:
             t.append(f"layer {self.layer_id} ", style="bold")
-        t.append(f" {verdict}{' (!)' if warned and verdict == 'HEALTHY' else ''} ", style=style)
+        t.append(f" {words} ", style=style)
+        story = over_time(verdict, windows)
+        if story is not None:  # the whole-run verdict hides a regime: say both (``headline``)
+            colour = (VERDICT_STYLE.get(story["state"]) or REGIME_STYLE.get(story["state"], "yellow")).split()[-1]
+            t.append(story_words(story).lstrip(), style=f"bold {colour}")  # after the badge's own space
         n = s["n_positions"]
         if collapsed:  # one line of at most 80 columns: the numbers, then the regime
             t.append(
@@ -263,10 +275,18 @@ class LayerPanel(Vertical):
             prev = windows.regimes[-2]["state"]
             t.append(f" (was {prev}; {len(windows.regimes) - 1} change{'s' if len(windows.regimes) > 2 else ''})")
 
-    def draw(self, data, frame_rate: float, view: ViewSettings, markers: tuple, version: int) -> bool:
+    def redraw_for_size(self) -> None:
+        """Rebuild the figure if the plot's size is not the one it was drawn for (no refresh: called while
+        the plot renders)."""
+        plot = self.query_one(PlotextPlot)
+        if self._args is not None and self.drawn is not None and self.drawn[2] != (plot.size.width, plot.size.height):
+            self.draw(*self._args, refresh=False)
+
+    def draw(self, data, frame_rate: float, view: ViewSettings, markers: tuple, version: int, refresh=True) -> bool:
         plot = self.query_one(PlotextPlot)
         size = (plot.size.width, plot.size.height)
         key = (version, view.key(), size, markers)
+        self._args = (data, frame_rate, view, markers, version)
         if key == self.drawn or size[0] < 4 or size[1] < 3:
             return False
         plt = plot.plt
@@ -275,26 +295,62 @@ class LayerPanel(Vertical):
         chart = chart_series(data, frame_rate, view, max(4, size[0] - 10))  # minus the y labels' columns
         colours = VIEW_COLOURS[view.mode]
         shapes = markers if view.mode == "losses" else (markers[0],) * len(colours)
+        line_markers = ["hd" if m == "braille" else m for m in shapes]
+        rows = canvas_rows(size[1])
+        sub = marker_rows(line_markers[0])
+        # our own axes (``axes``): every tick label names the value at its row; the gains on two scales
+        sides = ["left"] * len(colours)
+        if view.mode == "gains":  # improvement (right scale) and benefit (left), 0 on one row for both
+            benefit, improvement = shared_zero_axes(
+                [
+                    finite_range([chart.lines[1][1]] + [b[1] for b in chart.bands[1:2]]),
+                    finite_range([chart.lines[0][1]] + [b[1] for b in chart.bands[:1]]),
+                ],
+                rows,
+                sub,
+            )
+            apply_y(plt, benefit, "left")
+            apply_y(plt, improvement, "right")
+            sides, left = ["right", "left"], benefit
+        else:
+            lo, hi = finite_range([y for _, y in chart.lines] + [y for _, y in chart.bands])
+            include = chart.hlines if view.mode == "violations" else ()
+            log = view.log_y and view.mode == "losses"
+            left = make_axis(lo, hi, rows, sub, include=include, log=log)
+            apply_y(plt, left)
+        apply_x(plt, *chart.x_range, max(4, size[0] - 10))
         # a faint band of each column's min and max behind the lines: not without colour (ascii), and not in
         # charts too low for it to be more than clutter (8 layers at 200x60: it would also double plotext's work)
         if markers[0] != "*" and size[1] >= BAND_MIN_ROWS:
-            for (x, y), colour in zip(chart.bands, colours, strict=False):
+            for (x, y), colour, side in zip(chart.bands, colours, sides, strict=False):
                 if len(x):
-                    plt.scatter(x.tolist(), y.tolist(), color=faint(colour), marker=markers[0])
-        for level in chart.hlines:
-            plt.hline(level, (110, 110, 110))
-        for (x, y), colour, marker in zip(chart.lines, colours, shapes, strict=True):  # counters line = legend
-            if len(x):
-                plt.plot(x.tolist(), y.tolist(), color=colour, marker="hd" if marker == "braille" else marker)
-        plt.xlabel(chart.xlabel)
-        plt.ylabel("log10 loss" if view.log_y and view.mode == "losses" else "")
+                    plt.scatter(x.tolist(), y.tolist(), color=faint(colour), marker=markers[0], yside=side)
+        for level in chart.hlines:  # on the row whose centre is nearest (plotext's own rounding differs)
+            plt.hline(left.snap(level), (110, 110, 110))
+        series = list(zip(chart.lines, colours, line_markers, sides, strict=True))
+        if view.mode == "gains":  # the improvement last, on top: where the two meet, the small one stays seen
+            series.reverse()
+        for (x, y), colour, marker, side in series:
+            if len(x):  # counters line = legend
+                plt.plot(x.tolist(), y.tolist(), color=colour, marker=marker, yside=side)
+        # what the chart shows goes on the panel's bottom border, not in plotext's title and label rows: two
+        # canvas rows more (a short chart is 3 rows where it was 1), and ``axes.CHROME_ROWS`` stays fixed
         zoom = ZOOM_LEVELS[view.zoom]
-        what = {"losses": "", "gains": "gains  ", "violations": "violations %  "}[view.mode]
-        plt.title(
-            f"{what}{'all' if zoom is None else f'last {zoom:g} s'}{'' if view.follow else ' (frozen)'}"
-            f"{' smoothed' if view.smooth and view.mode != 'violations' else ''}"
+        what = {"losses": "losses", "gains": "gains", "violations": "violations %"}[view.mode]
+        self.border_subtitle = " · ".join(
+            part
+            for part in (
+                what + (", log scale" if view.log_y and view.mode == "losses" else ""),
+                "all" if zoom is None else f"last {zoom:g} s",
+                "" if view.follow else "frozen",
+                "smoothed" if view.smooth and view.mode != "violations" else "",
+                f"x: {chart.xlabel}",
+                "left scale: benefit, right: improvement" if view.mode == "gains" else "",
+            )
+            if part
         )
-        plot.refresh()
+        if refresh:
+            plot.refresh()
         self.drawn = key
         self.redraws += 1
         return True
@@ -315,6 +371,7 @@ class DashboardApp(App):
     Screen.too-small > #too-small { display: block; }
     """
     MIN_SIZE = (60, 18)  # below this, one line says what size is needed
+    SHORT_SCREEN = 30  # fewer rows: the findings box shrinks to 4 rows
     PANEL_ROWS = 12  # a panel with a readable chart: borders, counters, 7 chart rows (8 layers fit 200x60)
     BINDINGS = [
         Binding("space", "toggle_pause", "pause"),
@@ -366,6 +423,7 @@ class DashboardApp(App):
         self.compact = False  # too few rows for every chart: the selected layer's chart, the others one line each
         self.window_s = float(session.settings.window or DEFAULT_WINDOW_S)
         self._outer_now: tuple[int, dict] | None = None  # (positions, outer_now) of the last computation
+        self._drawn_status: tuple | None = None  # _status_key() of the last status refresh
         self.windows = {i: LayerWindows(self.store.frame_rate, self.window_s) for i in self.store.layer_ids}
 
     # -- layout -------------------------------------------------------------------------------------------
@@ -416,7 +474,10 @@ class DashboardApp(App):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {st.state.upper()} ", style=f"bold reverse {STATE_STYLE.get(st.state, '')}")
         prog = f"  audio {st.audio_s:.1f}" + (f" / {total:.1f} s ({100 * st.audio_s / total:.0f}%)" if total else " s")
-        rt = f"{st.realtime_factor:.1f}x" + ("" if narrow else " real time")
+        paced = self.session.settings.realtime or self.session.settings.mic
+        rt = speed_words(st.realtime_factor, paced)
+        if narrow:
+            rt = rt.replace(" real time", "")
         t.append(prog + f"  {rt}  elapsed {self.engine.wall_s:.1f} s")
         outer = self.outer_now()
         if outer is not None:  # teacher-forced: the model's own loss, the number the outer loop trains
@@ -427,8 +488,8 @@ class DashboardApp(App):
         t.append("\n")
         t.append(" ttt-tui ", style="bold reverse")
         t.append(f" report: {short_path(self.session.out_dir)}/", style="bold cyan" if self.report_note else "cyan")
-        if self.report_note and self.report_note.startswith("report failed"):
-            t.append(f"  {self.report_note}", style="bold red")
+        if self.report_note:
+            t.append(f"  {self.report_note}", style="bold red" if self.report_note.startswith("report failed") else "")
         t.append(f"  {'microphone' if self.session.settings.mic else self.session.settings.input}", style="bold")
         t.append(f"  model: {self.session.backend.name}  device: {self.session.backend.device}")
         return t
@@ -470,18 +531,40 @@ class DashboardApp(App):
         columns = 2 if n > 4 and not small else 1
         rows = height - 2 - 1 - 6 - (1 if self.session.settings.mic else 0)  # header, footer, findings, mic
         compact = n > 1 and rows / -(-n // columns) < self.PANEL_ROWS
+        # the findings take at most 4 rows on short screens (they scroll), so that a chart keeps its rows
+        self.query_one("#findings").set_class(compact or height < self.SHORT_SCREEN, "compact")
         if compact != self.compact:
             self.compact = compact
             self.query_one("#layers").set_class(compact, "compact")
-            self.query_one("#findings").set_class(compact, "compact")
             self._select(self.selected)
             self.call_after_refresh(self.refresh_charts, True)
+
+    def _status_key(self) -> tuple:
+        """Everything the header, counters and findings are drawn from; the same key twice on a run that has
+        ended means nothing to redraw (an idle finished dashboard cost 5 % of a core redrawing the same text)."""
+        windows = tuple(len(lw.windows) for lw in self.windows.values())
+        return (
+            self.store.version,
+            windows,
+            self.view.mode,
+            self.size,
+            self.report_note,
+            self.selected,
+            self.expanded,
+            self.compact,
+            self.engine.status.state,
+            self.finished_handled,
+        )
 
     def refresh_status(self) -> None:
         try:
             header = self.query_one("#header", Static)
         except NoMatches:  # a timer that fires while the screen is torn down at exit: nothing left to update
             return
+        key = self._status_key()
+        if self.engine.done and self.finished_handled and key == self._drawn_status:
+            return
+        self._drawn_status = key
         header.update(self.header_text())
         lines = Text()
         outer = self.outer_now()
@@ -509,7 +592,7 @@ class DashboardApp(App):
                 s,
                 verdict,
                 self.store.frame_rate,
-                any(f.severity == "warning" for f in fs),
+                verdict_words(verdict, fs),
                 self.markers,
                 sig,
                 self.gates.get(str(layer)),
@@ -574,16 +657,25 @@ class DashboardApp(App):
             self.finish(self.session.exit_code())
 
     def write_report(self, final: bool = False) -> None:
+        """Write the report (a live run) and say so in the header's second line, where no number is covered
+        (a toast in the corner hid the counters). ``ttt-tui open`` only reads: it says where the run's own
+        report lies and how to rewrite it."""
+        if getattr(self.session, "read_only", False):
+            if not final:  # `r` pressed
+                n = len(self.session.write_report())
+                self.report_note = f"open only reads: {n} report files in the folder; `ttt-tui report DIR` rewrites"
+                self.refresh_status()
+            return
         try:
             paths = self.session.write_report()
         except Exception as e:  # never lose the app over a report error; say it
             self.report_note = f"report failed: {e}"
-            self.notify(self.report_note, severity="error")
+            self.refresh_status()
             return
         if final:
             self.call_after_refresh(self._save_svg)
-        self.report_note = f"report: {self.session.out_dir}/"
-        self.notify(f"report written to {self.session.out_dir}/ ({len(paths)} files)", timeout=8)
+        self.report_note = f"report written ({len(paths)} files, {time.strftime('%H:%M:%S')})"
+        self.refresh_status()
 
     def _save_svg(self) -> None:
         if getattr(self.session, "read_only", False):  # ttt-tui open: readers only read

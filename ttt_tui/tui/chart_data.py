@@ -65,6 +65,7 @@ class Chart:
     names: tuple
     hlines: tuple = ()  # reference lines (0 for the gains; 10 and 50 % for the violations)
     decimated: bool = False  # more positions than columns: the lines are means
+    x_range: tuple = (0.0, 1.0)  # the window shown, in x units: its first position and its end
 
 
 def _derive(rows: np.ndarray, mode: str) -> np.ndarray:
@@ -112,4 +113,5 @@ def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, column
         lines = [(np.zeros(0), np.zeros(0, np.float32)) for _ in range(raw.shape[1])]
     hlines = {"gains": (0.0,), "violations": (10.0, 50.0)}.get(mode, ())
     xlabel = "seconds of audio" if view.x_seconds else "token"
-    return Chart(xlabel, lines, bands, VIEW_SERIES[mode], hlines, decimated)
+    x_range = (start * scale, max(n, start + 1) * scale)
+    return Chart(xlabel, lines, bands, VIEW_SERIES[mode], hlines, decimated, x_range)

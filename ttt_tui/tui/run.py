@@ -88,8 +88,8 @@ def _after(app, session: Session) -> int:
         if session.report_paths:
             print(f"report written to {session.out_dir}/", file=sys.stderr)
         return 1
-    if session.report_paths:
-        print(f"report written to {session.out_dir}/", file=sys.stderr)
+    if session.report_paths:  # stdout: a clean quit says nothing on stderr
+        print(f"report written to {session.out_dir}/")
     if session.engine.status.error:
         print(f"ttt-tui: error during the run: {session.engine.status.error}", file=sys.stderr)
     return app.finished_code if app.finished_code is not None else session.exit_code()

@@ -1,0 +1,200 @@
+"""Charts a user can read values off: known series drawn at the sizes our users work in, in every view, read
+back from the screen (each cell's character and colour), and found on the row whose label names their value,
+within half a row. The zero line and the 10 %/50 % lines too."""
+
+import asyncio
+import math
+
+import numpy as np
+import pytest
+from rich.style import Style
+
+from ttt_tui.runlog import RunLogWriter
+from ttt_tui.tui.app import COLOURS, VIEW_COLOURS, DashboardApp, LayerPanel, TimedPlot
+from ttt_tui.tui.axes import CHROME_ROWS, make_axis, nice_at_least, shared_zero_axes
+from ttt_tui.tui.opened import OpenedRun
+
+RATE = 50.0
+SIZES = [(60, 18), (80, 24), (120, 40), (200, 60)]
+GREY = (110, 110, 110)  # the reference lines
+AXIS = "┤│┼├"
+
+
+def write_run(folder, layers: dict, seconds: float):
+    header = {
+        "input": "known.wav",
+        "input_duration_s": seconds,
+        "model": "synthetic",
+        "device": "cpu",
+        "frame_rate": RATE,
+        "layer_ids": sorted(layers),
+        "signal_names": [],
+    }
+    log = RunLogWriter(folder, header)
+    n = next(iter(layers.values())).shape[0]
+    for start in range(0, n, int(RATE)):
+        log.extend({k: v[start : start + int(RATE)] for k, v in layers.items()})
+    log.close({"state": "finished", "stop_reason": None, "error": None, "audio_s": seconds})
+    return folder
+
+
+def read_chart(plot) -> dict:
+    """The chart as a user reads it: per canvas row, its left and right labels, and per colour the rows where
+    that colour is drawn (not blank, not the frame)."""
+    text = plot.render()
+    rows, colours = [], {}
+    for line in text.split("\n"):
+        plain = line.plain
+        axis_cols = [i for i, ch in enumerate(plain) if ch in AXIS]
+        if len(axis_cols) < 2:  # title, the box's top and bottom, x labels, x label
+            continue
+        left, right = axis_cols[0], axis_cols[-1]
+        r = len(rows)
+        rows.append((plain[:left].strip() or None, plain[right + 1 :].strip() or None))
+        for span in line.spans:
+            style = span.style if isinstance(span.style, Style) else Style.parse(str(span.style))
+            if style.color is None or style.color.triplet is None:
+                continue
+            rgb = tuple(style.color.triplet)
+            cells = plain[max(span.start, left + 1) : min(span.end, right)]
+            if cells.strip():
+                colours.setdefault(rgb, set()).add(r)
+    return {"labels": rows, "colours": colours}
+
+
+def row_values(labels: list, side: int, log: bool = False) -> list:
+    """The value of every canvas row (top first) from its labels: they must sit at equal steps (each names
+    the value at its row), and the rows between read by that step."""
+    pts = [(i, float(lab[side])) for i, lab in enumerate(labels) if lab[side] is not None]
+    assert len(pts) >= 2, labels
+    ys = [(i, math.log10(v) if log else v) for i, v in pts]
+    step = (ys[-1][1] - ys[0][1]) / (ys[-1][0] - ys[0][0])
+    for i, y in ys:  # a label slid off its row would break the equal steps
+        assert abs(ys[0][1] + (i - ys[0][0]) * step - y) <= abs(step) * 0.02 + 1e-9, (pts, labels)
+    return [ys[0][1] + (i - ys[0][0]) * step for i in range(len(labels))], abs(step)
+
+
+def assert_on_its_row(chart, colour, value, side=0, log=False, what=""):
+    values, step = row_values(chart["labels"], side, log)
+    rows = chart["colours"].get(colour)
+    assert rows, (what, colour, chart["colours"].keys())
+    target = math.log10(value) if log else value
+    for r in rows:  # every row the series is drawn on
+        assert abs(values[r] - target) <= step / 2 + 1e-9, (what, r, values[r], value, step, chart["labels"])
+
+
+def show(folder, size, keys=()):
+    async def scenario():
+        run = OpenedRun(folder)
+        app = DashboardApp(run, install_signals=False)
+        async with app.run_test(size=size) as pilot:
+            for _ in range(100):
+                if app.engine.done:
+                    break
+                await pilot.pause(0.1)
+            for k in keys:
+                await pilot.press(k)
+            app.refresh_charts(force=True)
+            await pilot.pause(0.3)
+            panel = next(p for p in app.query(LayerPanel) if p.display and not p.has_class("collapsed"))
+            plot = panel.query_one(TimedPlot)
+            chart = read_chart(plot)
+            height = plot.size.height
+            await pilot.press("q")
+        run.reader.close()
+        return chart, height
+
+    return asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def constants(tmp_path_factory):
+    """Every position l0 = 2, lprev = 1.01, lafter = 1: benefit 1.0 and a per-step improvement of 0.01."""
+    n = int(60 * RATE)
+    data = np.tile(np.array([[2.0, 1.01, 1.0]], np.float32), (n, 1))
+    return write_run(tmp_path_factory.mktemp("const"), {0: data}, 60.0)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_losses_on_the_rows_that_name_them(constants, size):
+    chart, height = show(constants, size)
+    assert len(chart["labels"]) == height - CHROME_ROWS
+    assert_on_its_row(chart, COLOURS[0], 2.0, what="l0")
+    assert_on_its_row(chart, COLOURS[2], 1.0, what="lafter")  # lprev (1.01) is drawn over by lafter's row
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_log_axis_labels_name_the_loss(constants, size):
+    chart, _ = show(constants, size, keys=("l",))
+    assert_on_its_row(chart, COLOURS[0], 2.0, log=True, what="l0")
+    assert_on_its_row(chart, COLOURS[2], 1.0, log=True, what="lafter")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_gains_improvement_on_its_own_scale(constants, size):
+    """The improvement (0.01) reads off the right scale, away from the zero line; the benefit (1.0) off the
+    left; one zero line on the row both scales call 0."""
+    chart, _ = show(constants, size, keys=("v",))
+    improvement, benefit = VIEW_COLOURS["gains"]
+    assert_on_its_row(chart, improvement, 0.01, side=1, what="improvement")
+    assert_on_its_row(chart, GREY, 0.0, side=0, what="zero line (left)")
+    assert_on_its_row(chart, GREY, 0.0, side=1, what="zero line (right)")
+    assert not chart["colours"][improvement] & chart["colours"][GREY]  # its sign reads at a glance
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_gains_no_learning_sits_on_the_zero_line(tmp_path, size):
+    """An update that changes nothing (lprev = lafter, an inner learning rate of 0): the improvement exactly
+    on the zero row, never under it; the benefit (1.0) read off the left scale."""
+    n = int(60 * RATE)
+    data = np.tile(np.array([[2.0, 1.0, 1.0]], np.float32), (n, 1))
+    chart, _ = show(write_run(tmp_path, {0: data}, 60.0), size, keys=("v",))
+    improvement, benefit = VIEW_COLOURS["gains"]
+    assert_on_its_row(chart, improvement, 0.0, side=1, what="improvement")
+    assert_on_its_row(chart, benefit, 1.0, side=0, what="benefit")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_violation_rate_and_its_reference_lines(tmp_path, size):
+    n = int(60 * RATE)
+    data = np.tile(np.array([[2.0, 1.5, 1.0]], np.float32), (n, 1))
+    data[::4, 2] = 3.0  # every 4th position violates: 25 %
+    chart, _ = show(write_run(tmp_path, {0: data}, 60.0), size, keys=("v", "v"))
+    assert_on_its_row(chart, VIEW_COLOURS["violations"][0], 25.0, what="violation rate")
+    values, step = row_values(chart["labels"], 0)
+    grey = sorted(chart["colours"][GREY])
+    for level in (10.0, 50.0):
+        assert any(abs(values[r] - level) <= step / 2 for r in grey), (level, grey, chart["labels"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+def test_a_ramp_spans_the_rows_of_its_values(tmp_path, size):
+    n = int(120 * RATE)
+    ramp = np.linspace(0.5, 2.5, n, dtype=np.float32)
+    data = np.stack([ramp, np.zeros_like(ramp), np.zeros_like(ramp)], 1)  # lprev, lafter: out of its way
+    chart, _ = show(write_run(tmp_path, {0: data}, 120.0), size)
+    values, step = row_values(chart["labels"], 0)
+    rows = sorted(chart["colours"][COLOURS[0]])
+    assert abs(values[rows[0]] - 2.5) <= step / 2 + 0.02 and abs(values[rows[-1]] - 0.5) <= step / 2 + 0.02
+    assert rows == list(range(rows[0], rows[-1] + 1))  # a line, no gap
+
+
+def test_axis_centres_are_exact_in_plotext_geometry():
+    """The value at each row's centre, put through plotext's own mapping (sub-rows for the series, rows for
+    ticks and lines), lands on that row."""
+    for rows in (3, 5, 9, 13, 40, 75):
+        for f in (1, 2, 4):
+            ax = make_axis(0.137, 2.93, rows, f, include=(0.0,))
+            for r in range(rows):
+                v = ax.centre(r)
+                sub = math.floor(round(0.5 + (f * rows - 1) * (v - ax.lo) / (ax.hi - ax.lo), 8))
+                tick = math.floor(round(0.5 + (rows - 1) * (v - ax.lo) / (ax.hi - ax.lo), 8))
+                assert sub // f == r and tick == r, (rows, f, r)
+            assert ax.centre(0) <= 0.0 and ax.centre(rows - 1) >= 2.93
+
+
+def test_shared_zero_row_and_nice_pitches():
+    imp, ben = shared_zero_axes([(-0.004, 0.012), (0.0, 1.7)], 10)
+    assert imp.row_of(0.0) == pytest.approx(ben.row_of(0.0))
+    assert imp.pitch <= 0.004 and ben.pitch <= 0.4
+    assert [nice_at_least(x) for x in (0.013, 0.9, 7.1, 160)] == [0.015, 1.0, 8.0, 200.0]
