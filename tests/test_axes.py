@@ -3,6 +3,7 @@ back from the screen (each cell's character and colour), and found on the row wh
 within half a row. The zero line and the 10 %/50 % lines too."""
 
 import asyncio
+import json
 import math
 
 import numpy as np
@@ -30,6 +31,7 @@ def write_run(folder, layers: dict, seconds: float):
         "layer_ids": sorted(layers),
         "signal_names": [],
     }
+    folder.mkdir(parents=True, exist_ok=True)
     log = RunLogWriter(folder, header)
     n = next(iter(layers.values())).shape[0]
     for start in range(0, n, int(RATE)):
@@ -198,3 +200,97 @@ def test_shared_zero_row_and_nice_pitches():
     assert imp.row_of(0.0) == pytest.approx(ben.row_of(0.0))
     assert imp.pitch <= 0.004 and ben.pitch <= 0.4
     assert [nice_at_least(x) for x in (0.013, 0.9, 7.1, 160)] == [0.015, 1.0, 8.0, 200.0]
+
+
+def test_compare_screen_benefit_of_a_run_that_does_not_learn_is_zero(tmp_path):
+    """Two runs side by side: one whose benefit l0 - lafter is 1.0, one that does not learn (benefit exactly
+    0, as with --lr-scale 0): each on the row that names its value (0 was drawn at -0.21)."""
+    from ttt_tui.report.compare import compare_runs
+    from ttt_tui.tui.compare_view import RUN_COLOURS, CompareApp
+
+    n = int(60 * RATE)
+    learns = np.tile(np.array([[2.0, 1.2, 1.0]], np.float32), (n, 1))
+    frozen = np.tile(np.array([[2.0, 2.0, 2.0]], np.float32), (n, 1))
+    a = write_run(tmp_path / "a", {0: learns}, 60.0)
+    b = write_run(tmp_path / "b", {0: frozen}, 60.0)
+    cmp = compare_runs([a, b])
+
+    async def scenario():
+        app = CompareApp(cmp, tmp_path / "out")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(0.5)
+            app.draw()
+            await pilot.pause(0.3)
+            charts = {i: read_chart(app.query_one(f"#{i}")) for i in ("benefit", "improvement")}
+            await pilot.press("q")
+        return charts
+
+    charts = asyncio.run(scenario())
+    rgb = RUN_COLOURS[:2]
+    assert_on_its_row(charts["benefit"], rgb[0], 1.0, what="benefit of the run that learns")
+    assert_on_its_row(charts["benefit"], rgb[1], 0.0, what="benefit of the run that does not learn")
+    assert_on_its_row(charts["improvement"], rgb[0], 0.2, what="improvement of the run that learns")
+    assert_on_its_row(charts["improvement"], rgb[1], 0.0, what="improvement of the run that does not learn")
+
+
+def test_eval_screen_axis_and_band_never_below_zero(tmp_path):
+    """The eval screen's averaged losses on the rows that name them; the 95 % band over files cut at 0."""
+    from ttt_tui.evaluation.inputs import INPUTS_NAME, run_name
+    from ttt_tui.tui.eval_view import EvalApp
+
+    n = int(30 * RATE)
+    files = []
+    for k, level in enumerate((0.05, 0.15, 0.25)):  # lafter spread over files: its band would dip below 0
+        data = np.tile(np.array([[2.0, 1.0, level]], np.float32), (n, 1))
+        path = tmp_path / f"f{k}.wav"
+        files.append(str(path))
+        write_run(tmp_path / "e" / "runs" / run_name(k, path), {0: data}, 30.0)
+    (tmp_path / "e" / INPUTS_NAME).write_text(json.dumps({"files": files}))
+
+    async def scenario():
+        app = EvalApp(tmp_path / "e")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(2.5)
+            app.draw_chart()
+            await pilot.pause(0.3)
+            chart = read_chart(app.query_one("#chart"))
+            await pilot.press("q")
+        return chart
+
+    chart = asyncio.run(scenario())
+    assert_on_its_row(chart, COLOURS[0], 2.0, what="l0")
+    assert_on_its_row(chart, COLOURS[1], 1.0, what="lprev")
+    values, step = row_values(chart["labels"], 0)
+    drawn = set().union(*chart["colours"].values())
+    assert min(values[r] for r in drawn) >= -step / 2, (chart["labels"], drawn)
+
+
+def test_png_bins_are_means_and_the_lower_panel_has_zero_aligned_scales():
+    """The report PNG of a long run: per-bin means (the lines) and 10-90 % spreads (the bands) equal a direct
+    computation; the benefit's and the improvement's scales put 0 at the same height."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ttt_tui.report.plots import BINS, binned, zero_aligned
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(1.0, 0.3, (BINS * 7 + 13, 3))
+    y[5, 1] = np.nan
+    centre, mean, lo, hi = binned(y)
+    edges = np.linspace(0, y.shape[0], BINS + 1).astype(int)
+    for b in (0, 1, 77, BINS - 1):
+        seg = y[edges[b] : edges[b + 1]]
+        np.testing.assert_allclose(mean[b], np.nanmean(seg, 0))
+        np.testing.assert_allclose(lo[b], np.nanpercentile(seg, 10, axis=0))
+        np.testing.assert_allclose(hi[b], np.nanpercentile(seg, 90, axis=0))
+        assert centre[b] == (edges[b] + edges[b + 1] - 1) / 2
+    assert binned(y[: 4 * BINS]) is None  # short: every position is drawn
+
+    fig, left = plt.subplots()
+    right = left.twinx()
+    zero_aligned(left, right, np.array([0.2, 1.7]), np.array([-0.004, 0.012]))
+    (a, b), (c, d) = left.get_ylim(), right.get_ylim()
+    assert -a / (b - a) == pytest.approx(-c / (d - c)) and a < 0 < b and c < 0 < d and d >= 0.012 and b >= 1.7
+    plt.close(fig)

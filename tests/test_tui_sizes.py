@@ -110,3 +110,53 @@ def test_the_views_gains_and_violations(twelve_minutes, tmp_path):
     seen = show(twelve_minutes, (200, 60), tmp_path, keys=("v", "v"))
     assert "ordering violations %" in seen["counters"][0]
     assert (tmp_path / "dash_200x60.svg").exists()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+def test_nothing_cut_off(twelve_minutes, size):
+    """Every layer is named in the findings (or a last line says how many lines are hidden), the footer's
+    keys fit (q quit and ? for all keys in view), and the help fits the screen, its last line included."""
+    from textual.containers import VerticalScroll
+    from textual.widgets import Footer
+
+    from ttt_tui.tui.app import HelpScreen
+
+    async def scenario():
+        run = OpenedRun(twelve_minutes)
+        app = DashboardApp(run, install_signals=False)
+        async with app.run_test(size=size) as pilot:
+            for _ in range(100):
+                if app.engine.done and app.finished_handled:
+                    break
+                await pilot.pause(0.1)
+            await pilot.pause(0.5)
+            app.refresh_status()
+            findings = str(app.query_one("#findings-text").render())
+            box = app.query_one("#findings").region
+            footer = app.query_one(Footer).region
+            screen = app.export_screenshot()
+            await pilot.press("question_mark")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, HelpScreen)
+            scroll = app.screen.query_one(VerticalScroll)
+            help_fits = scroll.max_scroll_y == 0 and scroll.region.bottom <= size[1]
+            await pilot.press("z")
+            await pilot.press("q")
+        run.reader.close()
+        return findings, box, footer, screen, help_fits
+
+    findings, box, footer, screen, help_fits = asyncio.run(scenario())
+    lines = findings.splitlines()
+    assert len(lines) <= box.height - 2, (lines, box)
+    import re
+
+    named = set()
+    for x in lines:
+        for m in re.finditer(r"layers? ((?:\d+, )*\d+):", x):
+            named |= {int(k) for k in m[1].split(", ")}
+    if size[1] >= 30:  # every layer has a line
+        assert named == {0, 1, 2}, lines
+    else:  # 2 rows: the first line, and how many more there are
+        assert len(lines) == 2 and re.fullmatch(r"… \d+ more lines?: the box scrolls; all are in the report", lines[1])
+    assert footer.bottom == size[1] and "quit" in screen and "all&#160;keys" in screen
+    assert help_fits

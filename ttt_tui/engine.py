@@ -109,6 +109,8 @@ class Engine(EngineControl):
     however it ends. ``log``: the run log (``runlog.RunLogWriter``), appended block by block beside the store,
     closed with how the run ended."""
 
+    shares_gil = True  # its thread runs the model in this process: a UI here paces its redraws
+
     def __init__(self, source, backend: Backend, store: LossStore | None = None, out_dir=None, log=None):
         super().__init__(source, backend, store)
         self.out_dir = out_dir

@@ -304,6 +304,7 @@ def plot_layer(path: Path, layer_id: str, curve: _Curve, frame_rate: float) -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     n, mean, ci = curve.mean_ci()
     keep = n >= 1
@@ -312,7 +313,7 @@ def plot_layer(path: Path, layer_id: str, curve: _Curve, frame_rate: float) -> N
     for c, (name, colour) in enumerate((("l0", "tab:blue"), ("lprev", "tab:orange"), ("lafter", "tab:green"))):
         m, h = mean[keep, c], ci[keep, c]
         ax.plot(t, m, color=colour, lw=0.9, label=f"{name} (mean over files)")
-        ax.fill_between(t, m - h, m + h, color=colour, alpha=0.2, lw=0)
+        ax.fill_between(t, np.maximum(m - h, 0.0), m + h, color=colour, alpha=0.2, lw=0)  # a loss is >= 0
     ax.set_xlabel("seconds of audio (position in each file)")
     ax.set_ylabel("loss (mean over files, 95 % band)")
     ax.set_title(f"Layer {layer_id}: Figure 5 over {int(n.max()) if len(n) else 0} files")
@@ -321,6 +322,8 @@ def plot_layer(path: Path, layer_id: str, curve: _Curve, frame_rate: float) -> N
     files = ax.twinx()
     files.plot(t, n[keep], color="grey", lw=0.8, ls="--")
     files.set_ylabel("files at this position", color="grey")
+    files.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of files: 1, 2, 3, not 1.25
+    files.set_ylim(0, max(1, int(n.max()) if len(n) else 1) + 0.5)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .. import outer as outer_stats
-from ..decimate import minmax_decimate
 from ..diagnosis import diagnose
 from ..files import atomic
 from ..runlog import read_run, run_info
 from . import _clean
+from .plots import BINS, SPREAD, draw_series
 
 
 def _label(info: dict, folder: Path) -> str:
@@ -132,18 +130,19 @@ def plot_layer(path: Path, layer_id: int, stores: list, max_points: int = 2000) 
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
-    for label, store in stores:
+    binned_ = False
+    for i, (label, store) in enumerate(stores):
         _, data = store.view(layer_id)
         if not data.shape[0]:
             continue
-        gap = (data[:, 0] - data[:, 2]).astype(np.float32)
-        imp = (data[:, 1] - data[:, 2]).astype(np.float32)
-        t = np.arange(data.shape[0]) / store.frame_rate
-        for ax, y in ((top, gap), (bottom, imp)):
-            xs, ys = minmax_decimate(t, y, max_points)
-            ax.plot(xs, ys, lw=0.8, label=label)
-    top.set_title(f"Layer {layer_id}: benefit l0 - lafter per run")
-    bottom.set_title("per-step improvement lprev - lafter")
+        gap = (data[:, 0] - data[:, 2])[:, None]
+        imp = (data[:, 1] - data[:, 2])[:, None]
+        colour = f"C{i % 10}"
+        for ax, y in ((top, gap), (bottom, imp)):  # each on its own panel and scale
+            binned_ |= draw_series(ax, lambda p, rate=store.frame_rate: p / rate, y, [colour], [label])
+    how = f" (lines: means of {BINS} bins, bands: their {SPREAD[0]}-{SPREAD[1]} %)" if binned_ else ""
+    top.set_title(f"Layer {layer_id}: benefit l0 - lafter per run{how}")
+    bottom.set_title("per-step improvement lprev - lafter (its own scale)")
     for ax in (top, bottom):
         ax.axhline(0, color="k", ls="--", lw=0.6)
         ax.grid(alpha=0.3)

@@ -63,30 +63,26 @@ STATE_STYLE = {
 MARKERS = {"braille": ("braille",) * 3, "hd": ("hd",) * 3, "dot": ("dot",) * 3, "ascii": ("*", "+", ".")}
 BAND_MIN_ROWS = 10  # charts at least this tall get the min/max band
 WINDOWS_BUDGET_S = 0.03  # per status refresh, for the windows of an opened long run to catch up
-CHART_BUDGET = 0.08  # while inference runs, charts may use at most this share of the time (same GIL)
+CHART_BUDGET = 0.08  # while inference runs in this process, charts may use at most this share of the time (GIL)
+MAX_CHART_GAP_S = 1.0  # but the charts follow the data at least once a second, from the first one
 
 HELP = """\
-[b]ttt-tui keys[/b]
+[b]ttt-tui keys[/b]  (any key closes this)
 
-  space   pause / resume inference
-  f       follow the newest data / freeze the view
-  + / -   zoom the time window (all, 600, 120, 30, 10 s)
-  v       view: the three losses / the gains (improvement lprev - lafter,
-          benefit l0 - lafter) / the ordering-violation rate
-  l       logarithmic y axis
-  s       smoothing (10-token moving average, as in the paper)
-  x       x axis in seconds of audio / token index
-  e       expand the selected layer (again: all layers)
-  tab     select the next layer (small terminals: the one with the chart)
-  r       write the report now
-  q       quit (writes the report)
-  ctrl+c  quit (writes the report)
-  ?       this help
+  space  pause / resume            v    losses / gains / violations
+  f      follow / freeze the view  l    logarithmic y axis
+  + -    zoom: all, 600, 120,      s    smoothing (10-token moving
+         30, 10 s                       average, as in the paper)
+  x      x in seconds / tokens     e    expand the selected layer
+  tab    next layer (small         r    write the report now
+         terminals: its chart)     q    quit (writes the report)
+  ?      this help                 ^c   quit (writes the report)
 
-[b]Lines[/b]: [rgb(31,119,180)]l0[/] at the stream-start weights, [rgb(255,127,14)]lprev[/] before the
-update, [rgb(44,160,44)]lafter[/] after it. Healthy: blue > orange > green, the gap widening with context.
-
-Press any key to close."""
+[b]Lines[/b]: [rgb(31,119,180)]l0[/] at the stream-start weights, [rgb(255,127,14)]lprev[/] before the update,
+[rgb(44,160,44)]lafter[/] after it. Healthy: blue > orange > green, the gap
+widening with context. Gains view: benefit l0 - lafter on the left
+scale, per-step improvement lprev - lafter on the right scale.
+Each tick label names the value at its row."""
 
 
 def short_path(path) -> str:
@@ -109,14 +105,48 @@ def fmt(x: float, digits: int = 4) -> str:
 SIGNAL_LABELS = (("grad_norm", "|grad|"), ("weight_change", "|W-W0|/|W0|"), ("step_size", "step"))
 
 
+FINDINGS_ROWS, FINDINGS_ROWS_COMPACT = 8, 4  # the findings box's height, borders included (CSS below)
+
+
+def condense(entries: list, rows: int) -> list:
+    """The findings lines that fit ``rows`` rows: all of them if they fit; else each layer's first line (a
+    change of regime, or its most severe finding) and the run's first line, then the others in order, and a
+    last line that says how many are hidden and where they are."""
+    if len(entries) <= rows:
+        return [t for _, t in entries]
+    room = max(1, rows - 1)
+    keep: list[int] = []
+    seen: set = set()
+    for i, (group, _) in enumerate(entries):  # one line per layer (and for the run) first
+        if group not in seen and len(keep) < room:
+            seen.add(group)
+            keep.append(i)
+    for i in range(len(entries)):
+        if len(keep) >= room:
+            break
+        if i not in keep:
+            keep.append(i)
+    hidden = len(entries) - len(keep)
+    more = Text(
+        f"… {hidden} more line{'s' if hidden > 1 else ''}: the box scrolls; all are in the report",
+        style="dim",
+        no_wrap=True,
+        overflow="ellipsis",
+    )
+    return [entries[i][1] for i in sorted(keep)] + [more]
+
+
 class HelpScreen(ModalScreen):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Static { width: 76; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    HelpScreen > VerticalScroll { width: 76; max-width: 100%; height: auto; max-height: 100%;
+                                  border: round $accent; padding: 0 1; background: $surface; }
+    HelpScreen Static { width: auto; }
     """
 
     def compose(self) -> ComposeResult:
-        yield Static(HELP)
+        with VerticalScroll():
+            yield Static(HELP)
 
     def on_key(self, event) -> None:
         event.stop()
@@ -364,7 +394,7 @@ class DashboardApp(App):
     #layers.two-columns { grid-size: 2; }
     #layers.compact { layout: vertical; }
     #findings { height: auto; max-height: 8; border: round $secondary; padding: 0 1; }
-    #findings.compact { max-height: 4; }
+    #findings.compact { max-height: 4; }  /* FINDINGS_ROWS, FINDINGS_ROWS_COMPACT */
     #mic { height: 1; padding: 0 1; }
     #too-small { display: none; width: 100%; height: 100%; content-align: center middle; }
     Screen.too-small > * { display: none; }
@@ -373,19 +403,21 @@ class DashboardApp(App):
     MIN_SIZE = (60, 18)  # below this, one line says what size is needed
     SHORT_SCREEN = 30  # fewer rows: the findings box shrinks to 4 rows
     PANEL_ROWS = 12  # a panel with a readable chart: borders, counters, 7 chart rows (8 layers fit 200x60)
+    ENABLE_COMMAND_PALETTE = False  # its ^p took the footer's last columns; every action has a key
+    # the footer shows what fits 80 columns (about 60 of them); ? lists every key
     BINDINGS = [
         Binding("space", "toggle_pause", "pause"),
-        Binding("f", "toggle_follow", "follow"),
-        Binding("plus,equals_sign", "zoom(1)", "zoom in", key_display="+"),
-        Binding("minus", "zoom(-1)", "zoom out", key_display="-"),
-        Binding("l", "toggle('log_y')", "log y"),
-        Binding("s", "toggle('smooth')", "smooth"),
-        Binding("x", "toggle('x_seconds')", "s/tokens"),
+        Binding("f", "toggle_follow", "follow", show=False),
+        Binding("plus,equals_sign", "zoom(1)", "zoom in", key_display="+", show=False),
+        Binding("minus", "zoom(-1)", "zoom out", key_display="-", show=False),
+        Binding("l", "toggle('log_y')", "log y", show=False),
+        Binding("s", "toggle('smooth')", "smooth", show=False),
+        Binding("x", "toggle('x_seconds')", "s/tokens", show=False),
         Binding("v", "next_view", "view"),
         Binding("e", "expand", "expand"),
-        Binding("tab", "next_layer", "next layer", priority=True),
+        Binding("tab", "next_layer", "layer", priority=True),
         Binding("r", "report", "report"),
-        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("question_mark", "help", "all keys", key_display="?"),
         Binding("q", "quit_report", "quit"),
         Binding("ctrl+c", "quit_report", "quit", show=False, priority=True),
     ]
@@ -532,7 +564,7 @@ class DashboardApp(App):
         rows = height - 2 - 1 - 6 - (1 if self.session.settings.mic else 0)  # header, footer, findings, mic
         compact = n > 1 and rows / -(-n // columns) < self.PANEL_ROWS
         # the findings take at most 4 rows on short screens (they scroll), so that a chart keeps its rows
-        self.query_one("#findings").set_class(compact or height < self.SHORT_SCREEN, "compact")
+        self.query_one("#findings").set_class(height < self.SHORT_SCREEN, "compact")
         if compact != self.compact:
             self.compact = compact
             self.query_one("#layers").set_class(compact, "compact")
@@ -566,20 +598,28 @@ class DashboardApp(App):
             return
         self._drawn_status = key
         header.update(self.header_text())
-        lines = Text()
+        entries: list[tuple[object, Text]] = []  # (layer id, or None for the run's own lines; one line)
+
+        def entry(group, *parts) -> None:
+            t = Text(no_wrap=True, overflow="ellipsis")
+            for text, style in parts:
+                t.append(text, style=style)
+            entries.append((group, t))
+
         outer = self.outer_now()
         if outer is not None:
-            lines.append("outer loss: ", style="bold")
-            lines.append(outer_stats.screen_line(outer, f"{outer['n_positions']} positions") + "\n")
+            entry(
+                None,
+                ("outer loss: ", "bold"),
+                (outer_stats.screen_line(outer, f"{outer['n_positions']} positions"), ""),
+            )
         for item in self.audit:  # what their code does at run time, and what it implies for the numbers
-            lines.append("audit: ", style="bold magenta")
-            lines.append(f"{item['finding']}: ", style="magenta")
-            lines.append(item["consequence"] + "\n", style="cyan")
+            entry(None, ("audit: ", "bold magenta"), (f"{item['finding']}: ", "magenta"), (item["consequence"], "cyan"))
         for note in self.notes:  # ttt-tui's own choices for this run
-            lines.append("note: ", style="bold cyan")
-            lines.append(note + "\n", style="cyan")
+            entry(None, ("note: ", "bold cyan"), (note, "cyan"))
         narrow = self.size.width < 120
         deadline = time.perf_counter() + WINDOWS_BUDGET_S
+        same: dict[tuple, list] = {}  # (finding, colour): the layers that have it
         for panel in self.panels():
             layer = panel.layer_id
             s = self.store.summary(layer)
@@ -603,15 +643,20 @@ class DashboardApp(App):
                 collapsed=panel.has_class("collapsed"),
             )
             for c in lw.changes(layer):  # what the whole-run means hide: the regime changed, and when
-                lines.append("change: ", style="bold yellow")
-                lines.append(c["finding"] + "\n", style="yellow")
-            for f in fs:
-                lines.append(f"layer {layer}: ", style="bold")
-                lines.append(f.text + "\n", style={"error": "red", "warning": "yellow", "info": "dim"}[f.severity])
+                entry(layer, ("change: ", "bold yellow"), (c["finding"], "yellow"))
+            for f in fs:  # the same finding of several layers: one line ("layers 0, 1, 2: ...")
+                colour = {"error": "red", "warning": "yellow", "info": "dim"}[f.severity]
+                same.setdefault((f.text, colour), []).append(layer)
             if s["n_positions"] and not fs:
-                lines.append(f"layer {layer}: ", style="bold")
-                lines.append("TTT LEARNING APPEARS HEALTHY\n", style="green")
-        self.query_one("#findings-text", Static).update(lines if lines else Text("waiting for data...", style="dim"))
+                same.setdefault(("TTT LEARNING APPEARS HEALTHY", "green"), []).append(layer)
+        for (text, colour), layers in same.items():
+            who = f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))}"
+            entry(tuple(layers), (f"{who}: ", "bold"), (text, colour))
+        box = self.query_one("#findings")
+        rows = (FINDINGS_ROWS_COMPACT if box.has_class("compact") else FINDINGS_ROWS) - 2  # minus its border
+        shown = condense(entries, rows)
+        text = Text("\n").join(shown) if shown else Text("waiting for data...", style="dim")
+        self.query_one("#findings-text", Static).update(text)
         if self.session.settings.mic:
             src = self.session.source
             level = max(-60.0, min(0.0, src.level_db))
@@ -628,14 +673,18 @@ class DashboardApp(App):
             self.on_run_end()
 
     def refresh_charts(self, force: bool = False) -> None:
-        """Redraw the visible charts whose data or view changed. While inference runs, a round waits until
-        the last one's cost (data preparation + plotext builds) is at most CHART_BUDGET of the time since:
-        the UI shares the GIL with the inference thread. A key press (force) redraws at once."""
+        """Redraw the visible charts whose data or view changed. While inference runs in this process (the
+        engine's thread shares the GIL with the UI), a round waits until the last one's cost (data
+        preparation + plotext builds) is at most CHART_BUDGET of the time since, but never more than
+        MAX_CHART_GAP_S; the dashboard's own inference runs in a child process and is not paced. A key press
+        (force) redraws at once."""
         now = time.perf_counter()
         if force:
             self.last_forced_at = now
         cost = self._round_cost + self.chart_render_s
-        if not force and self.engine.status.state == "running" and (now - self._round_at) * CHART_BUDGET < cost:
+        paced = getattr(self.engine, "shares_gil", False) and self.engine.status.state == "running"
+        since = now - self._round_at
+        if not force and paced and since * CHART_BUDGET < cost and since < MAX_CHART_GAP_S:
             return
         self.chart_render_s = 0.0
         for panel in self.panels():

@@ -206,8 +206,9 @@ CHROME_ROWS = 3  # what plotext draws around the canvas of our charts: the box's
 # (no title, no axis labels: the dashboard says those on the panel's border; tests/test_axes.py reads it back)
 
 
-def canvas_rows(plot_height: int) -> int:
-    return max(1, plot_height - CHROME_ROWS)
+def canvas_rows(plot_height: int, title: bool = False, xlabel: bool = False) -> int:
+    """The canvas rows of a chart ``plot_height`` rows tall; a title and an x label take a row each."""
+    return max(1, plot_height - CHROME_ROWS - int(title) - int(xlabel))
 
 
 def finite_range(arrays) -> tuple[float, float]:

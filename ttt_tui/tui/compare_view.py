@@ -16,6 +16,7 @@ from textual_plotext import PlotextPlot
 from .. import outer as outer_stats
 from ..decimate import column_means
 from .app import VERDICT_STYLE, fmt
+from .axes import apply_x, apply_y, canvas_rows, make_axis
 
 # one colour per run (matplotlib's tab10 order, as the PNGs)
 RUN_COLOURS = (
@@ -119,8 +120,7 @@ class CompareApp(App):
             plt.clear_data()
             plt.clear_figure()
             width = max(8, plot.size.width - 12)
-            plt.hline(0.0, "gray")  # first: the runs' lines are drawn over it
-            lows, highs = [], []
+            lows, highs, lines, end = [], [], [], 1.0
             for i, (_label, store) in enumerate(self.cmp["_stores"]):
                 _, data = store.view(L)
                 if not data.shape[0]:
@@ -128,13 +128,24 @@ class CompareApp(App):
                 ((x, y),) = column_means(data[:, col_a] - data[:, col_b], width)
                 if not len(y):
                     continue
-                plt.plot((x / store.frame_rate).tolist(), y.tolist(), color=RUN_COLOURS[i % len(RUN_COLOURS)])
+                lines.append(((x / store.frame_rate).tolist(), y.tolist(), RUN_COLOURS[i % len(RUN_COLOURS)]))
+                end = max(end, data.shape[0] / store.frame_rate)
                 lows.append(float(np.percentile(y, 2)))
                 highs.append(float(np.percentile(y, 98)))
-            if lows:  # the first positions' large values would squash the rest into one row: a robust range
-                lo, hi = min(min(lows), 0.0), max(max(highs), 0.0)
-                pad = 0.1 * (hi - lo) or 1e-3
-                plt.ylim(lo - pad, hi + pad)
+            # the first positions' large values would squash the rest into one row: a robust range, with 0 (the
+            # sign), on our own axis (``axes``: every label names the value at its row)
+            axis = make_axis(
+                min(lows, default=0.0),
+                max(highs, default=1.0),
+                canvas_rows(plot.size.height, True, True),
+                2,
+                include=(0.0,),
+            )
+            apply_y(plt, axis)
+            apply_x(plt, 0.0, end, width)
+            plt.hline(axis.snap(0.0), "gray")  # first: the runs' lines are drawn over it
+            for x, y, colour in lines:
+                plt.plot(x, y, color=colour, marker="hd")
             plt.title(f"{title}   (tab: next layer)")
             plt.xlabel("seconds of audio")
             plot.refresh()

@@ -22,6 +22,7 @@ from textual_plotext import PlotextPlot
 from .. import outer as outer_stats
 from ..decimate import column_summary
 from .app import COLOURS, VERDICT_STYLE, faint, short_path
+from .axes import apply_x, apply_y, canvas_rows, finite_range, make_axis
 
 POLL_S = 2.0
 
@@ -178,9 +179,14 @@ class EvalApp(App):
             cols = max(4, plot.size.width - 10)
             s = column_summary(mean[keep].astype(np.float32), cols)
             half = np.nan_to_num(ci[keep], nan=0.0)
-            lo = column_summary((mean[keep] - half).astype(np.float32), cols)
+            # the 95 % band over files, cut at 0: a loss is never negative
+            lo = column_summary(np.maximum(mean[keep] - half, 0.0).astype(np.float32), cols)
             hi = column_summary((mean[keep] + half).astype(np.float32), cols)
             rate = self.doc["frame_rate"] or 1.0
+            shown = [s["mean"][s["count"] > 0]] + [e["mean"][e["count"] > 0] for e in (lo, hi)]
+            axis = make_axis(*finite_range(a.ravel() for a in shown), canvas_rows(plot.size.height, True, True), 2)
+            apply_y(plt, axis)
+            apply_x(plt, keep[0] / rate, (keep[-1] + 1) / rate, cols)
             for c, colour in enumerate(COLOURS):
                 ok = s["count"][c] > 0
                 x = ((keep[0] + s["centre"][ok]) / rate).tolist()
