@@ -95,3 +95,27 @@ def test_the_same_words_on_every_screen_and_in_every_file(twelve_minutes, tmp_pa
     assert doc["layers"]["0"]["headline"] == want and doc["layers"]["0"]["verdict"] == "NOT_ADAPTING"
     assert doc["layers"]["0"]["over_time"]["state"] == "NOT_LEARNING"
     assert doc["layers"]["1"]["headline"] == "HEALTHY" and doc["layers"]["1"]["over_time"] is None
+
+
+def test_compare_and_eval_say_the_same_words(twelve_minutes, tmp_path):  # noqa: F811
+    import shutil
+
+    from ttt_tui.evaluation.aggregate import merge, render_text
+    from ttt_tui.evaluation.inputs import INPUTS_NAME, run_name
+    from ttt_tui.report.compare import compare_runs
+    from ttt_tui.report.compare import render_text as compare_text
+
+    run = read_run(twelve_minutes)
+    verdict, fs = diagnose(run.store.summary(0))
+    want = headline(verdict, fs, layer_windows(run.store.view(0)[1], RATE))
+
+    cmp = compare_runs([twelve_minutes, twelve_minutes])
+    assert [r["layers"]["0"]["headline"] for r in cmp["runs"]] == [want, want]
+    assert compare_text({k: v for k, v in cmp.items() if not k.startswith("_")}).count(want) == 2
+
+    ev = tmp_path / "eval"
+    shutil.copytree(twelve_minutes, ev / "runs" / run_name(0, tmp_path / "twelve.wav"))
+    (ev / INPUTS_NAME).write_text(json.dumps({"files": [str(tmp_path / "twelve.wav")]}))
+    doc = merge([ev])
+    assert doc["runs"][0]["layers"]["0"]["headline"] == want
+    assert f"layer 0: {want}" in render_text({k: v for k, v in doc.items() if not k.startswith("_")})

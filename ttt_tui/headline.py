@@ -71,3 +71,14 @@ def story_words(t: dict | None) -> str:
 def headline(verdict: str, fs: list[Finding], windows=None) -> str:
     """The layer's headline: the verdict's words, and the time story where it disagrees (module docstring)."""
     return verdict_words(verdict, fs) + story_words(over_time(verdict, windows))
+
+
+def layer_headline(store, layer_id: int, window_s: float | None = None) -> dict:
+    """One layer of a stored run: ``{verdict, headline, over_time}`` (compare and eval read runs this way)."""
+    from .diagnosis import diagnose
+    from .windows import DEFAULT_WINDOW_S, layer_windows
+
+    verdict, fs = diagnose(store.summary(layer_id))
+    lw = layer_windows(store.view(layer_id)[1], store.frame_rate, window_s or DEFAULT_WINDOW_S)
+    story = over_time(verdict, lw)
+    return {"verdict": verdict, "headline": verdict_words(verdict, fs) + story_words(story), "over_time": story}

@@ -14,6 +14,7 @@ from .. import outer as outer_stats
 from ..diagnosis import VERDICTS, diagnose
 from ..errors import InputError
 from ..files import atomic
+from ..headline import layer_headline
 from ..report import _clean
 from ..runlog import LOG_NAME, RunLogReader, read_run, writer_alive
 from ..stats import LayerStats
@@ -131,9 +132,8 @@ class Merger:
             self.curves.setdefault(L, _Curve()).add(data)
             self.pooled.setdefault(L, LayerStats()).update(data)
             s = run.store.summary(L)
-            verdict, _ = diagnose(s)
             layers[str(L)] = {
-                "verdict": verdict,
+                **layer_headline(run.store, L, run.header.get("window_s")),  # verdict, headline, over_time
                 "n_positions": s["n_positions"],
                 "violation_rate": s["violation_rate"],
                 "avg_improvement": s["avg_improvement"],
@@ -296,6 +296,15 @@ def render_text(doc: dict) -> str:
             m = (e.get("outer_loss") or {}).get("mean")
             cells += f" {m:8.4f}" if m is not None and np.isfinite(m) else f" {'-':>8}"
         lines.append(f"   {k:>5}  {e['worst']:<14} {cells}  {e['input']}")
+    stories = [
+        f"   {k:>5}  layer {L}: {d['headline']}"
+        for k in doc["worst_first"]
+        for L, d in (runs[k].get("layers") or {}).items()
+        if d.get("over_time")
+    ]
+    if stories:  # each file's verdict is a whole-run mean: where its regimes over time disagree, say so
+        lines += ["", "Over time: files whose regimes disagree with their own verdict (README: the headline)"]
+        lines += stories
     return "\n".join(lines) + "\n"
 
 

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from .. import outer as outer_stats
-from ..diagnosis import diagnose
 from ..files import atomic
+from ..headline import layer_headline
 from ..runlog import read_run, run_info
 from . import _clean
 from .plots import BINS, SPREAD, draw_series
@@ -34,9 +34,8 @@ def compare_runs(folders: list[str | Path]) -> dict:
         layers = {}
         for layer_id in logged.store.layer_ids:
             s = logged.store.summary(layer_id)
-            verdict, _ = diagnose(s)
             layers[layer_id] = {
-                "verdict": verdict,
+                **layer_headline(logged.store, layer_id, info.get("window_s")),  # verdict, headline, over_time
                 "n_positions": s["n_positions"],
                 "violation_rate": s["violation_rate"],
                 "avg_improvement": s["avg_improvement"],
@@ -111,13 +110,13 @@ def render_text(cmp: dict) -> str:
     for L in cmp["common_layers"]:
         lines += [
             f"LAYER {L}",
-            f"   {'run':<{width}}  {'verdict':<14} {'viol %':>7} {'improvement':>12} {'benefit':>10}",
+            f"   {'run':<{width}}  {'viol %':>7} {'improvement':>12} {'benefit':>10}  verdict",
         ]
         for r in cmp["runs"]:
             d = r["layers"][str(L)]
             lines.append(
-                f"   {r['label']:<{width}}  {d['verdict']:<14} {d['violation_rate']:7.2f} "
-                f"{d['avg_improvement']:12.6f} {d['cumulative_benefit']:10.6f}"
+                f"   {r['label']:<{width}}  {d['violation_rate']:7.2f} "
+                f"{d['avg_improvement']:12.6f} {d['cumulative_benefit']:10.6f}  {d['headline']}"
             )
         lines.append("")
     return "\n".join(lines) + "\n"

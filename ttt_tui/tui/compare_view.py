@@ -94,7 +94,7 @@ class CompareApp(App):
                 table.add_row(
                     str(L),
                     Text(r["label"], style=_rgb(colour)),
-                    Text(f" {d['verdict']} ", style=VERDICT_STYLE.get(d["verdict"], "")),
+                    Text(f" {d.get('headline', d['verdict'])} ", style=VERDICT_STYLE.get(d["verdict"], "")),
                     f"{d['violation_rate']:.2f}",
                     fmt(d["avg_improvement"], 6),
                     fmt(d["cumulative_benefit"], 6),
