@@ -11,6 +11,11 @@ from ..headline import over_time as over_time_story
 from ..outer import text_lines
 
 ICON = {"error": "❌", "warning": "⚠️ ", "info": "ℹ️ "}
+MARKS_LINE = (
+    "Marks: ✅ as healthy TTT should be; ❌ a problem; ⚠️  a warning; ℹ️  information; 🔀 a change of regime; "
+    "HEALTHY (!): healthy, with warnings; 'X overall · Y N % of the audio, since/until mm:ss': the whole run's "
+    "verdict X, and the regime over time Y that disagrees with it (README: the headline)."
+)
 
 
 def _one_line(s: str) -> str:
@@ -126,6 +131,7 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]], outer:
         f"wall {run.get('wall_s', 0):.2f} s ({run.get('realtime_factor', 0):.1f}x real time)",
         "l0 at the stream-start weights W0; lprev before, lafter after the update that includes the token; "
         "every position kept (no cap).",
+        MARKS_LINE,
         "",
     ]
     audit = run.get("audit") or []

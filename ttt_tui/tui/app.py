@@ -223,9 +223,12 @@ class LayerPanel(Vertical):
             t.append(f"layer {self.layer_id} ", style="bold")
         t.append(f" {words} ", style=style)
         story = over_time(verdict, windows)
-        if story is not None:  # the whole-run verdict hides a regime: say both (``headline``)
+        short = narrow or collapsed  # under 120 columns the numbers keep line 1, the story goes with the regime
+        if story is not None and not short:  # the whole-run verdict hides a regime: say both (``headline``)
             colour = (VERDICT_STYLE.get(story["state"]) or REGIME_STYLE.get(story["state"], "yellow")).split()[-1]
             t.append(story_words(story).lstrip(), style=f"bold {colour}")  # after the badge's own space
+        elif story is not None:
+            t.append("overall", style="bold")
         n = s["n_positions"]
         if collapsed:  # one line of at most 80 columns: the numbers, then the regime
             t.append(
@@ -246,7 +249,7 @@ class LayerPanel(Vertical):
         if s["nonfinite"] or not (narrow or collapsed):
             t.append(f"  NaN/Inf {s['nonfinite']}", style="bold red" if s["nonfinite"] else "")
         if collapsed:
-            self._regime(t, windows, short=True)
+            self._regime(t, windows, short=True, story=story)
             self.query_one(".counters", Static).update(t)
             return
         t.append("\n ")
@@ -259,7 +262,7 @@ class LayerPanel(Vertical):
                 f"viol {recent['violation_rate']:.1f}%  imp {fmt(recent['avg_improvement'])}  "
                 f"ben {fmt(recent['cumulative_benefit'], 3)}  "
             )
-        self._regime(t, windows, short=narrow)
+        self._regime(t, windows, short=narrow, story=story if narrow else None)
         if signals is not None or gate is not None:  # the inner-loop signals (Moshi-TTT checkpoints)
             t.append("\n ")
             if gate is not None:
@@ -293,13 +296,16 @@ class LayerPanel(Vertical):
             t.append(f"{s['violation_rate']:.2f}% over the run; lines at 10 % (healthy below) and 50 %")
 
     @staticmethod
-    def _regime(t: Text, windows, short: bool) -> None:
-        """The layer's regime now (decided over windows, ``windows``) and its last change."""
+    def _regime(t: Text, windows, short: bool, story: dict | None = None) -> None:
+        """The layer's regime now (decided over windows, ``windows``) and its last change; ``story``
+        (``headline.over_time``) when it disagrees with the verdict: its share of the audio too."""
         if windows is None or windows.state is None:
             return
         reg = windows.regimes[-1]
         t.append("  ")
         t.append(f" {windows.state} ", style=VERDICT_STYLE.get(windows.state, REGIME_STYLE.get(windows.state, "")))
+        if story is not None and story["state"] == windows.state:  # short: "65 %" of the audio
+            t.append(f" {100 * story['share']:.0f} %{',' if short else ' of the audio,'}")
         t.append(f" since {clock(reg['start_s'])}")
         if len(windows.regimes) > 1 and not short:
             prev = windows.regimes[-2]["state"]
@@ -394,6 +400,7 @@ class DashboardApp(App):
     #layers.two-columns { grid-size: 2; }
     #layers.compact { layout: vertical; }
     #findings { height: auto; max-height: 8; border: round $secondary; padding: 0 1; }
+    #findings-text { text-wrap: nowrap; text-overflow: ellipsis; }  /* a finding per row: condense() counts rows */
     #findings.compact { max-height: 4; }  /* FINDINGS_ROWS, FINDINGS_ROWS_COMPACT */
     #mic { height: 1; padding: 0 1; }
     #too-small { display: none; width: 100%; height: 100%; content-align: center middle; }
@@ -655,7 +662,8 @@ class DashboardApp(App):
         box = self.query_one("#findings")
         rows = (FINDINGS_ROWS_COMPACT if box.has_class("compact") else FINDINGS_ROWS) - 2  # minus its border
         shown = condense(entries, rows)
-        text = Text("\n").join(shown) if shown else Text("waiting for data...", style="dim")
+        newline = Text("\n", no_wrap=True, overflow="ellipsis")  # join() keeps the separator's settings
+        text = newline.join(shown) if shown else Text("waiting for data...", style="dim")
         self.query_one("#findings-text", Static).update(text)
         if self.session.settings.mic:
             src = self.session.source

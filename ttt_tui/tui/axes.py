@@ -137,6 +137,14 @@ def make_axis(
     lo_v, hi_v = (min(vals), max(vals)) if vals else (0.0, 1.0)
     if pitch is None or first is None:
         pitch, first = choose_pitch(lo_v, hi_v, rows)
+        # reference values (0, 10 %, 50 %) on row centres, labelled, if a pitch at most twice as coarse allows
+        marks = [v for v in include if v is not None and math.isfinite(v)]
+        p = pitch
+        while marks and p <= 2 * pitch * (1 + 1e-9):
+            if all(abs(v / p - round(v / p)) < 1e-6 for v in marks):
+                pitch, first = p, _fit(lo_v, hi_v, rows, p)[0]
+                break
+            p = nice_above(p)
     f = max(1, sub_rows)
     lo = first - pitch * (f - 1) / (2 * f)
     hi = lo + pitch * (f * rows - 1) / f
