@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 from rich.style import Style
+from test_tui_sizes import show as show_dashboard
 
 from ttt_tui.runlog import RunLogWriter
-from ttt_tui.tui.app import COLOURS, VIEW_COLOURS, DashboardApp, LayerPanel, TimedPlot
+from ttt_tui.tui.app import COLOURS, VIEW_COLOURS
 from ttt_tui.tui.axes import CHROME_ROWS, make_axis, nice_at_least, shared_zero_axes
-from ttt_tui.tui.opened import OpenedRun
 
 RATE = 50.0
 SIZES = [(60, 18), (80, 24), (120, 40), (200, 60)]
@@ -40,10 +40,9 @@ def write_run(folder, layers: dict, seconds: float):
     return folder
 
 
-def read_chart(plot) -> dict:
-    """The chart as a user reads it: per canvas row, its left and right labels, and per colour the rows where
-    that colour is drawn (not blank, not the frame)."""
-    text = plot.render()
+def read_chart(text) -> dict:
+    """The chart as a user reads it (``text``: a plot's rendered rich Text): per canvas row, its left and
+    right labels, and per colour the rows where that colour is drawn (not blank, not the frame)."""
     rows, colours = [], {}
     for line in text.split("\n"):
         plain = line.plain
@@ -85,28 +84,10 @@ def assert_on_its_row(chart, colour, value, side=0, log=False, what=""):
         assert abs(values[r] - target) <= step / 2 + 1e-9, (what, r, values[r], value, step, chart["labels"])
 
 
-def show(folder, size, keys=()):
-    async def scenario():
-        run = OpenedRun(folder)
-        app = DashboardApp(run, install_signals=False)
-        async with app.run_test(size=size) as pilot:
-            for _ in range(100):
-                if app.engine.done:
-                    break
-                await pilot.pause(0.1)
-            for k in keys:
-                await pilot.press(k)
-            app.refresh_charts(force=True)
-            await pilot.pause(0.3)
-            panel = next(p for p in app.query(LayerPanel) if p.display and not p.has_class("collapsed"))
-            plot = panel.query_one(TimedPlot)
-            chart = read_chart(plot)
-            height = plot.size.height
-            await pilot.press("q")
-        run.reader.close()
-        return chart, height
-
-    return asyncio.run(scenario())
+def show(folder, size, tmp_path, keys=()):
+    """The selected chart of the dashboard on a saved run at ``size`` after ``keys``, read back."""
+    seen = show_dashboard(folder, size, tmp_path, keys)
+    return read_chart(seen["plot"]), seen["plot_height"]
 
 
 @pytest.fixture(scope="module")
@@ -118,25 +99,25 @@ def constants(tmp_path_factory):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_losses_on_the_rows_that_name_them(constants, size):
-    chart, height = show(constants, size)
+def test_losses_on_the_rows_that_name_them(constants, size, tmp_path):
+    chart, height = show(constants, size, tmp_path)
     assert len(chart["labels"]) == height - CHROME_ROWS
     assert_on_its_row(chart, COLOURS[0], 2.0, what="l0")
     assert_on_its_row(chart, COLOURS[2], 1.0, what="lafter")  # lprev (1.01) is drawn over by lafter's row
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_log_axis_labels_name_the_loss(constants, size):
-    chart, _ = show(constants, size, keys=("l",))
+def test_log_axis_labels_name_the_loss(constants, size, tmp_path):
+    chart, _ = show(constants, size, tmp_path, keys=("l",))
     assert_on_its_row(chart, COLOURS[0], 2.0, log=True, what="l0")
     assert_on_its_row(chart, COLOURS[2], 1.0, log=True, what="lafter")
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_gains_improvement_on_its_own_scale(constants, size):
+def test_gains_improvement_on_its_own_scale(constants, size, tmp_path):
     """The improvement (0.01) reads off the right scale, away from the zero line; the benefit (1.0) off the
     left; one zero line on the row both scales call 0."""
-    chart, _ = show(constants, size, keys=("v",))
+    chart, _ = show(constants, size, tmp_path, keys=("v",))
     improvement, benefit = VIEW_COLOURS["gains"]
     assert_on_its_row(chart, improvement, 0.01, side=1, what="improvement")
     assert_on_its_row(chart, GREY, 0.0, side=0, what="zero line (left)")
@@ -150,7 +131,7 @@ def test_gains_no_learning_sits_on_the_zero_line(tmp_path, size):
     on the zero row, never under it; the benefit (1.0) read off the left scale."""
     n = int(60 * RATE)
     data = np.tile(np.array([[2.0, 1.0, 1.0]], np.float32), (n, 1))
-    chart, _ = show(write_run(tmp_path, {0: data}, 60.0), size, keys=("v",))
+    chart, _ = show(write_run(tmp_path / "run", {0: data}, 60.0), size, tmp_path, keys=("v",))
     improvement, benefit = VIEW_COLOURS["gains"]
     assert_on_its_row(chart, improvement, 0.0, side=1, what="improvement")
     assert_on_its_row(chart, benefit, 1.0, side=0, what="benefit")
@@ -161,7 +142,7 @@ def test_violation_rate_and_its_reference_lines(tmp_path, size):
     n = int(60 * RATE)
     data = np.tile(np.array([[2.0, 1.5, 1.0]], np.float32), (n, 1))
     data[::4, 2] = 3.0  # every 4th position violates: 25 %
-    chart, _ = show(write_run(tmp_path, {0: data}, 60.0), size, keys=("v", "v"))
+    chart, _ = show(write_run(tmp_path / "run", {0: data}, 60.0), size, tmp_path, keys=("v", "v"))
     assert_on_its_row(chart, VIEW_COLOURS["violations"][0], 25.0, what="violation rate")
     values, step = row_values(chart["labels"], 0)
     grey = sorted(chart["colours"][GREY])
@@ -174,7 +155,7 @@ def test_a_ramp_spans_the_rows_of_its_values(tmp_path, size):
     n = int(120 * RATE)
     ramp = np.linspace(0.5, 2.5, n, dtype=np.float32)
     data = np.stack([ramp, np.zeros_like(ramp), np.zeros_like(ramp)], 1)  # lprev, lafter: out of its way
-    chart, _ = show(write_run(tmp_path, {0: data}, 120.0), size)
+    chart, _ = show(write_run(tmp_path / "run", {0: data}, 120.0), size, tmp_path)
     values, step = row_values(chart["labels"], 0)
     rows = sorted(chart["colours"][COLOURS[0]])
     assert abs(values[rows[0]] - 2.5) <= step / 2 + 0.02 and abs(values[rows[-1]] - 0.5) <= step / 2 + 0.02
@@ -221,7 +202,7 @@ def test_compare_screen_benefit_of_a_run_that_does_not_learn_is_zero(tmp_path):
             await pilot.pause(0.5)
             app.draw()
             await pilot.pause(0.3)
-            charts = {i: read_chart(app.query_one(f"#{i}")) for i in ("benefit", "improvement")}
+            charts = {i: read_chart(app.query_one(f"#{i}").render()) for i in ("benefit", "improvement")}
             await pilot.press("q")
         return charts
 
@@ -253,7 +234,7 @@ def test_eval_screen_axis_and_band_never_below_zero(tmp_path):
             await pilot.pause(2.5)
             app.draw_chart()
             await pilot.pause(0.3)
-            chart = read_chart(app.query_one("#chart"))
+            chart = read_chart(app.query_one("#chart").render())
             await pilot.press("q")
         return chart
 

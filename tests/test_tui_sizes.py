@@ -61,7 +61,11 @@ def show(folder, size, tmp_path, keys=()):
             app.refresh_charts(force=True)
             await pilot.pause(0.5)
             plots = [(p.layer_id, p.query_one("TimedPlot")) for p in app.query(LayerPanel)]
+            selected = next(p for p in app.query(LayerPanel) if p.display and not p.has_class("collapsed"))
+            plot = selected.query_one("TimedPlot")
             seen = {
+                "plot": plot.render(),  # the selected chart as drawn (tests/test_axes.py reads it cell by cell)
+                "plot_height": plot.size.height,
                 "header": str(app.query_one("#header").render()),
                 "charts": {i: plot.size.height for i, plot in plots if plot.display and plot.size.height},
                 "counters": [str(p.query_one(".counters").render()) for p in app.query(LayerPanel)],
