@@ -286,9 +286,9 @@ class LayerPanel(Vertical):
         elif mode == "gains":
             (r1, g1, b1), (r2, g2, b2) = VIEW_COLOURS["gains"]
             t.append("improvement lprev-lafter ", style=f"bold rgb({r1},{g1},{b1})")
-            t.append(f"{fmt(s['avg_improvement'])}  ")
+            t.append(f"{fmt(s['avg_improvement'])} (right scale)  ")
             t.append("benefit l0-lafter ", style=f"bold rgb({r2},{g2},{b2})")
-            t.append(f"{fmt(s['cumulative_benefit'])}  ")
+            t.append(f"{fmt(s['cumulative_benefit'])} (left scale)  ")
             t.append(f"(context gain l0-lprev {fmt(s['context_gain'])})")
         else:
             (r, g, b) = VIEW_COLOURS["violations"][0]
