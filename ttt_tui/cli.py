@@ -194,24 +194,35 @@ def report_command(argv) -> int:
         "that was killed; the report then says it was cut short and where.",
     )
     p.add_argument("folder", help="a report folder written by ttt-tui")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the report there (default: the run's folder)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--window", type=float, default=None, metavar="SECONDS", help="window length (default: the run's)")
     a = p.parse_args(argv)
     _check_window(a.window)
+    from pathlib import Path
+
     from .report import write_report
     from .runlog import read_run, run_info
 
     run = read_run(a.folder)
+    out = Path(a.out) if a.out else run.folder
+    if a.out:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot write the report to {out} ({e.strerror or e}); choose another --out") from None
+    if not os.access(out, os.W_OK):  # read-only media, someone else's folder: say so before any work
+        raise InputError(f"{out} is not writable (read-only media?); write the report elsewhere with --out DIR")
     info = run_info(run)
     if a.window is not None:
         info["window_s"] = a.window
-    paths = write_report(run.folder, run.store, info, plots=not a.no_plots)
+    paths = write_report(out, run.store, info, plots=not a.no_plots)
     how = {"killed": "was cut short", "running": "is still running (a snapshot)"}.get(info["state"], info["state"])
     files = ", ".join(p.name for p in paths.values())
-    print(f"report of a run that {how} written to {run.folder}/ ({files})", file=sys.stderr)
+    print(f"report of a run that {how} written to {out}/ ({files})", file=sys.stderr)
     for s in run.skipped:
         print(f"ttt-tui: skipped a {s}", file=sys.stderr)
-    print(run.folder)
+    print(out)
     return EXIT_OK
 
 
@@ -423,7 +434,7 @@ def _eval_on_screen(settings, files, out, plots: bool) -> int:
 # name: (function, arguments, what it does in one line): `ttt-tui --help` lists them
 SUBCOMMANDS = {
     "open": (open_command, "DIR", "the dashboard on a saved run (a run being written: live)"),
-    "report": (report_command, "DIR", "(re)write a run's report from its log, also of a killed run"),
+    "report": (report_command, "DIR [--out D]", "(re)write a run's report from its log, also of a killed run"),
     "compare": (compare_command, "DIR DIR...", "the same layers of several runs side by side"),
     "eval": (eval_command, "INPUTS... --out DIR", "Figure 5 over a data set (files, folders, lists)"),
     "tensorboard": (tensorboard_command, "DIR... --logdir L", "saved runs as TensorBoard scalars"),

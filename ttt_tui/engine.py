@@ -198,7 +198,15 @@ class Engine(EngineControl):
             self.ended_at = time.time()
             if self.log is not None:
                 try:
-                    end = {"state": st.state, "stop_reason": st.stop_reason, "error": st.error, "audio_s": st.audio_s}
+                    end = {
+                        "state": st.state,
+                        "stop_reason": st.stop_reason,
+                        "error": st.error,
+                        "audio_s": st.audio_s,
+                        "wall_s": round(self.wall_s, 3),
+                        "compute_s": round(st.compute_s, 3),
+                        "realtime_factor": round(st.realtime_factor, 2),
+                    }
                     self.log.close(end)
                 except Exception as e:  # the report is still written from the store
                     st.error = st.error or f"could not close the run log: {type(e).__name__}: {e}"

@@ -67,7 +67,28 @@ def atomic(path: Path):
         raise
 
 
-def prepare_out_dir(out_dir: Path, force: bool = False):
+class FolderLock:
+    """The report folder's lock, held for the run (``flock`` on ``.ttt-tui.lock``, which says the pid). ``close``
+    removes the lock file, and the folder too if this run made it and left nothing in it (a run refused or
+    failed before its first file): a finished folder holds the report, not a lock of a dead process."""
+
+    def __init__(self, file, folder: Path, made: bool):
+        self.file, self.folder, self.made = file, folder, made
+
+    def close(self) -> None:
+        if self.file is None:
+            return
+        (self.folder / LOCK_NAME).unlink(missing_ok=True)  # while still held: no other run takes it meanwhile
+        self.file.close()
+        self.file = None
+        if self.made:
+            try:
+                self.folder.rmdir()  # only if empty
+            except OSError:
+                pass
+
+
+def prepare_out_dir(out_dir: Path, force: bool = False) -> FolderLock:
     """Make the report folder and lock it for this run; returns the lock (keep it open for the run).
 
     A folder in use by a running ttt-tui is refused; so is one that already holds files (an earlier report
@@ -75,6 +96,7 @@ def prepare_out_dir(out_dir: Path, force: bool = False):
     nothing else. One line, exit 2, before the run."""
     import fcntl
 
+    made = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = open(out_dir / LOCK_NAME, "a+")
@@ -85,12 +107,13 @@ def prepare_out_dir(out_dir: Path, force: bool = False):
     except OSError:
         lock.seek(0)
         pid = lock.read().strip() or "?"
-        lock.close()
+        lock.close()  # not ours: its lock file stays
         raise InputError(f"{out_dir} is in use by a running ttt-tui (pid {pid}); choose another --out") from None
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
+    lock = FolderLock(lock, out_dir, made)
     ours = [p for p in out_dir.iterdir() if p.name != LOCK_NAME]
     if ours and not force:
         lock.close()

@@ -15,6 +15,7 @@ one row, replaced).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -98,9 +99,24 @@ class RunLogWriter:
             )
 
     def close(self, end: dict) -> None:
+        """The end record, then the log made one self-contained file (``self_contained``)."""
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('end', ?)", (json.dumps(end),))
+        self_contained(self._db)
         self._db.close()
+
+
+def self_contained(db: sqlite3.Connection) -> bool:
+    """A finished log as one file: the write-ahead log folded in and the journal mode back to the classic
+    rollback journal, so that no ``-wal``/``-shm`` is needed to read it: readable on read-only media and when
+    ``run.sqlite`` is copied alone. Needs the only connection (a reader still open, such as the dashboard's,
+    keeps WAL: ``settle`` does it once that reader has closed); False when it could not."""
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        mode = db.execute("PRAGMA journal_mode=DELETE").fetchone()
+        return bool(mode) and str(mode[0]).lower() == "delete"
+    except sqlite3.Error:
+        return False
 
 
 @dataclass
@@ -186,6 +202,17 @@ class RunLogReader:
                 store.extend_signals({layer: a})
         return len(rows)
 
+    @contextlib.contextmanager
+    def snapshot(self):
+        """One read transaction: what is read inside (blocks, end record, status) is one state of the log, so
+        a report marked finished holds every block (the blocks read, then the end record in a second query,
+        once missed the blocks written in between)."""
+        self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._db.execute("COMMIT")
+
     def end(self) -> dict | None:
         meta = self._meta()
         return json.loads(meta["end"]) if "end" in meta else None
@@ -208,7 +235,8 @@ def settle(folder: str | Path) -> None:
     try:
         db = sqlite3.connect(path)
         try:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":  # a finished log: one file
+                self_contained(db)
         finally:
             db.close()
     except sqlite3.Error:
@@ -221,8 +249,9 @@ def read_run(folder: str | Path) -> LoggedRun:
     reader = RunLogReader(folder)
     try:
         store = reader.new_store()
-        reader.poll(store)
-        return LoggedRun(reader.folder, reader.header, store, reader.end(), reader.status(), reader.skipped)
+        with reader.snapshot():  # blocks, end and status of one moment of the log
+            reader.poll(store)
+            return LoggedRun(reader.folder, reader.header, store, reader.end(), reader.status(), reader.skipped)
     except (sqlite3.Error, ValueError) as e:
         raise InputError(f"{reader.path} is not a readable run log ({type(e).__name__}: {e})") from None
     finally:
@@ -242,6 +271,9 @@ def run_info(run: LoggedRun) -> dict:
             error=end.get("error"),
             duration_s=round(float(end.get("audio_s", 0.0)), 4),
         )
+        for key in ("wall_s", "realtime_factor"):  # how long it took, as its writer measured (not the header's 0)
+            if end.get(key) is not None:
+                info[key] = end[key]
     else:
         audio_s = float(run.status.get("audio_s", 0.0))
         positions = max((run.store.n_positions(i) for i in run.store.layer_ids), default=0)

@@ -1,0 +1,114 @@
+"""The run log as a file users move around: a reader sees one state of it (blocks and end together), a finished
+log is one self-contained file (read on read-only media, or copied alone), and a finished folder holds the
+report, no lock of a dead process."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ttt_tui.cli import main
+from ttt_tui.runlog import LOG_NAME, RunLogReader, RunLogWriter, read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "assets" / "sample.wav"
+HEADER = {
+    "input": "x.wav",
+    "model": "synthetic",
+    "device": "cpu",
+    "frame_rate": 50.0,
+    "layer_ids": [0],
+    "signal_names": [],
+}
+
+
+def block(n, v=1.0):
+    return {0: np.full((n, 3), v, np.float32)}
+
+
+def test_a_reader_sees_blocks_and_end_of_one_moment(tmp_path):
+    """The race `ttt-tui report` lost: blocks read, then the writer's last block and end record, then the end
+    record read: a report marked finished without the last block. In one read transaction the reader sees
+    either neither or both."""
+    w = RunLogWriter(tmp_path, HEADER)
+    w.extend(block(50))
+    r = RunLogReader(tmp_path)
+    store = r.new_store()
+    with r.snapshot():
+        assert r.poll(store) == 1
+        w.extend(block(30))  # the writer's last block and its end, between the reader's two queries
+        w.close({"state": "finished", "audio_s": 1.6})
+        assert r.end() is None and r.poll(store) == 0  # the same moment: not finished, no new block
+    assert r.poll(store) == 1 and r.end()["state"] == "finished"
+    assert store.n_positions(0) == 80
+    r.close()
+    run = read_run(tmp_path)
+    assert run.end["state"] == "finished" and run.store.n_positions(0) == 80
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert main([str(SAMPLE), "--headless", "--no-plots", "--out", str(out)]) == 0
+    return out
+
+
+def test_a_finished_folder_is_the_report_and_one_log_file(finished):
+    names = {p.name for p in finished.iterdir()}
+    assert LOG_NAME in names and "report.json" in names
+    assert not names & {f"{LOG_NAME}-wal", f"{LOG_NAME}-shm", ".ttt-tui.lock"}, names
+
+
+def test_a_log_copied_alone_reads_as_the_finished_run(finished, tmp_path):
+    shutil.copy(finished / LOG_NAME, tmp_path / LOG_NAME)
+    run = read_run(tmp_path)
+    doc = json.loads((finished / "report.json").read_text())
+    assert run.end["state"] == "finished"
+    assert run.store.n_positions(0) == doc["layers"]["0"]["n_positions"] == 1235
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOG_NAME]  # the reader left nothing beside it
+
+
+def test_a_finished_log_on_read_only_media(finished, tmp_path, capsys):
+    """A read-only bind mount (a shared filesystem mounted read-only, an archive): read, nothing written."""
+    src, mnt = tmp_path / "src", tmp_path / "ro"
+    shutil.copytree(finished, src)
+    mnt.mkdir()
+    if subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (needs root)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True, capture_output=True)
+        with pytest.raises(OSError):
+            (mnt / "probe").write_text("")
+        run = read_run(mnt)
+        assert run.end["state"] == "finished" and run.store.n_positions(2) == 1235
+        # `report` there: one line that says where else to write; with --out it writes elsewhere
+        assert main(["report", str(mnt), "--no-plots"]) == 2
+        assert "not writable (read-only media?); write the report elsewhere with --out DIR" in capsys.readouterr().err
+        assert main(["report", str(mnt), "--no-plots", "--out", str(tmp_path / "elsewhere")]) == 0
+        again = json.loads((tmp_path / "elsewhere" / "report.json").read_text())
+        live = json.loads((mnt / "report.json").read_text())
+        assert again["layers"] == live["layers"]
+        for key in ("wall_s", "realtime_factor"):  # the writer's figures, not 0
+            assert again["run"][key] > 0 and again["run"][key] == pytest.approx(live["run"][key], rel=0.05)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_the_folder_lock_goes_with_the_run(tmp_path, capsys):
+    """A run that made its folder and wrote nothing (failed before its first file) leaves no folder holding a
+    lock; a folder that holds someone's files is refused and left as it was."""
+    from ttt_tui.files import prepare_out_dir
+
+    out = tmp_path / "new"
+    lock = prepare_out_dir(out)
+    assert (out / ".ttt-tui.lock").read_text() == str(__import__("os").getpid())
+    lock.close()
+    assert not out.exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert main([str(SAMPLE), "--headless", "--out", str(busy)]) == 2  # holds files: refused, folder kept
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
