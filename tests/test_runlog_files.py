@@ -112,3 +112,28 @@ def test_the_folder_lock_goes_with_the_run(tmp_path, capsys):
     (busy / "notes.txt").write_text("mine")
     assert main([str(SAMPLE), "--headless", "--out", str(busy)]) == 2  # holds files: refused, folder kept
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "key,value,want",
+    [
+        ("header", {**HEADER, "frame_rate": 0}, "frame_rate 0 is not a positive number"),
+        ("header", {**HEADER, "frame_rate": float("nan")}, "frame_rate nan is not a positive number"),
+        ("end", {"audio_s": 1.0}, "its end record is damaged"),
+        ("end", {"state": "finished", "audio_s": "x"}, "its end record is damaged"),
+    ],
+)
+def test_bad_header_or_end_values_one_line_exit_2(tmp_path, capsys, key, value, want):
+    import sqlite3
+
+    w = RunLogWriter(tmp_path, HEADER)
+    w.extend(block(10))
+    w.close({"state": "finished", "audio_s": 0.2})
+    db = sqlite3.connect(tmp_path / LOG_NAME)
+    with db:
+        db.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(value), key))
+    db.close()
+    for argv in (["report", str(tmp_path)], ["compare", str(tmp_path), str(tmp_path), "--headless"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and want in err and "Traceback" not in err, err

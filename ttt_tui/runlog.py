@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -161,6 +162,8 @@ class RunLogReader:
             self.layer_ids = [int(x) for x in self.header["layer_ids"]]
             self.signal_names = tuple(self.header.get("signal_names", ()))
             self.frame_rate = float(self.header["frame_rate"])
+            if not (math.isfinite(self.frame_rate) and self.frame_rate > 0):
+                raise ValueError(f"frame_rate {self.header['frame_rate']!r} is not a positive number")
             self.outer = bool(self.header.get("outer_loss", False))
         except (KeyError, ValueError, TypeError) as e:
             raise InputError(f"{self.path} is not a readable run log ({type(e).__name__}: {e})") from None
@@ -215,7 +218,16 @@ class RunLogReader:
 
     def end(self) -> dict | None:
         meta = self._meta()
-        return json.loads(meta["end"]) if "end" in meta else None
+        if "end" not in meta:
+            return None
+        try:
+            end = json.loads(meta["end"])
+            if not isinstance(end, dict) or not isinstance(end.get("state"), str):
+                raise ValueError("no state")
+            float(end.get("audio_s", 0.0))
+        except (ValueError, TypeError) as e:
+            raise InputError(f"{self.path}: its end record is damaged ({e}); nothing can trust it") from None
+        return end
 
     def status(self) -> dict:
         row = self._db.execute("SELECT state, audio_s, wall_s, updated FROM status WHERE id = 1").fetchone()
