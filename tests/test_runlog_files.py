@@ -137,3 +137,90 @@ def test_bad_header_or_end_values_one_line_exit_2(tmp_path, capsys, key, value, 
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and want in err and "Traceback" not in err, err
+
+
+def test_the_heartbeat_goes_on_between_blocks(tmp_path):
+    w = RunLogWriter(tmp_path, HEADER, heartbeat_s=0.2)
+    r = RunLogReader(tmp_path)
+    first = r.status()["updated"]
+    import time
+
+    time.sleep(0.7)  # no block, no status call: a paused run, a slow model
+    assert r.status()["updated"] >= first + 0.4
+    w.close({"state": "finished", "audio_s": 0.0})
+    r.close()
+
+
+def test_a_live_process_that_reuses_the_pid_is_not_the_writer(tmp_path):
+    """The header's pid now belongs to an unrelated live process (pids are reused): the run was cut short, not
+    RUNNING forever."""
+    import os
+    import sqlite3
+    import time
+
+    from ttt_tui.runlog import run_info
+
+    w = RunLogWriter(tmp_path, HEADER)
+    w.extend(block(10))
+    assert run_info(read_run(tmp_path))["state"] == "running"  # its writer (this process) runs
+    w._beating.set()  # the writer dies without its end record ...
+    w._db.close()
+    other = subprocess.Popen(["sleep", "30"])  # ... and its pid is someone else's now
+    try:
+        db = sqlite3.connect(tmp_path / LOG_NAME)
+        header = json.loads(db.execute("SELECT value FROM meta WHERE key = 'header'").fetchone()[0])
+        assert header["pid"] == os.getpid() and header["pid_start"]
+        header["pid"] = other.pid
+        with db:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'header'", (json.dumps(header),))
+            db.execute("UPDATE status SET updated = ?", (time.time(),))  # even with a fresh heartbeat
+        db.close()
+        info = run_info(read_run(tmp_path))
+        assert info["state"] == "killed" and info["cut_short"]["writer_alive"] is False
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_writer_in_another_pid_namespace_is_followed_by_its_heartbeat(tmp_path):
+    """What a login node sees of a GPU node's job (another PID namespace here, `unshare --pid --fork`): RUNNING
+    while it runs (its pid means nothing here), FINISHED at its end; a heartbeat older than the limit: lost."""
+    import os
+    import sys
+    import time
+
+    from ttt_tui.runlog import LOST_AFTER_S, run_info, writer_alive
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--pid", "--fork", "true"]).returncode:
+        pytest.skip("cannot make a PID namespace here")
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        "unshare",
+        "--pid",
+        "--fork",
+        sys.executable,
+        "-m",
+        "ttt_tui.cli",
+        str(SAMPLE),
+        "--headless",
+        "--realtime",
+        "--no-plots",
+        "--out",
+        str(out),
+    ]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        t0 = time.time()
+        while not (out / LOG_NAME).exists() and time.time() - t0 < 60:
+            time.sleep(0.2)
+        time.sleep(4)
+        run = read_run(out)
+        assert run.header["pid_ns"] != os.stat("/proc/self/ns/pid").st_ino  # not ours: no pid to ask
+        info = run_info(run)
+        assert info["state"] == "running", info
+        assert not writer_alive(run.header, run.status, now=run.status["updated"] + LOST_AFTER_S + 1)
+        assert p.wait(120) == 0
+    finally:
+        p.kill()
+    assert read_run(out).end["state"] == "finished"

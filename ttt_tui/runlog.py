@@ -19,7 +19,9 @@ import contextlib
 import json
 import math
 import os
+import socket
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,8 @@ from .store import LossStore
 LOG_NAME = "run.sqlite"
 FORMAT = 1
 OUTER_LAYER = -1  # the outer loss is the whole model's, not a layer's
+HEARTBEAT_S = 2.0  # the writer refreshes its status row this often, whatever the run does
+LOST_AFTER_S = 30.0  # a writer elsewhere whose heartbeat is older than this is lost
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,13 +51,17 @@ class RunLogWriter:
     """The engine's second sink (beside the store): ``extend`` / ``extend_signals`` append a block each and
     commit, ``status`` records progress, ``close(end)`` the end. Used from one thread at a time."""
 
-    def __init__(self, out_dir: Path, header: dict):
+    def __init__(self, out_dir: Path, header: dict, heartbeat_s: float = HEARTBEAT_S):
         """One line (``InputError``) when the log cannot be made: a full disk, a read-only folder; before the
-        run, whichever process writes it (the headless engine, the dashboard's child)."""
+        run, whichever process writes it (the headless engine, the dashboard's child). From then on a thread
+        refreshes the status row's ``updated`` time every ``heartbeat_s`` (paused or between blocks too):
+        readers on other hosts tell a live writer from a lost one by it (``writer_alive``)."""
         self.path = Path(out_dir) / LOG_NAME
         self._next = {}  # (layer, kind) -> next position
         self._t0 = time.time()
-        header = {**header, "pid": os.getpid(), "log_format": FORMAT}
+        self._lock = threading.Lock()  # the engine's thread and the heartbeat share the connection
+        self._state = ("starting", 0.0)
+        header = {**header, **writer_identity(), "log_format": FORMAT}
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -67,6 +75,24 @@ class RunLogWriter:
             raise InputError(
                 f"cannot write the run log {self.path} ({e}); free some space or choose another --out"
             ) from None
+        self._beating = threading.Event()
+        self._write_status()
+        threading.Thread(target=self._heartbeat, args=(heartbeat_s,), name="ttt-tui-heartbeat", daemon=True).start()
+
+    def _write_status(self) -> None:
+        state, audio_s = self._state
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO status VALUES (1, ?, ?, ?, ?)",
+                (state, float(audio_s), time.time() - self._t0, time.time()),
+            )
+
+    def _heartbeat(self, every: float) -> None:
+        while not self._beating.wait(every):
+            try:
+                self._write_status()
+            except Exception:  # a full disk, a closed log: the blocks' own writes say it
+                return
 
     def _append(self, kind: str, blocks: dict) -> None:
         rows = []
@@ -78,7 +104,7 @@ class RunLogWriter:
             self._next[(layer, kind)] = start + a.shape[0]
             rows.append((int(layer), kind, start, a.shape[0], a.shape[1], a.tobytes()))
         if rows:
-            with self._db:  # one transaction: the block is in the log whole or not at all
+            with self._lock, self._db:  # one transaction: the block is in the log whole or not at all
                 self._db.executemany(
                     "INSERT INTO blocks (layer, kind, start, rows, cols, data) VALUES (?, ?, ?, ?, ?, ?)", rows
                 )
@@ -93,18 +119,17 @@ class RunLogWriter:
         self._append("outer", {OUTER_LAYER: np.asarray(block, dtype=np.float32).reshape(-1, 1)})
 
     def status(self, state: str, audio_s: float) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO status VALUES (1, ?, ?, ?, ?)",
-                (state, float(audio_s), time.time() - self._t0, time.time()),
-            )
+        self._state = (state, audio_s)
+        self._write_status()
 
     def close(self, end: dict) -> None:
         """The end record, then the log made one self-contained file (``self_contained``)."""
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('end', ?)", (json.dumps(end),))
-        self_contained(self._db)
-        self._db.close()
+        self._beating.set()
+        with self._lock:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('end', ?)", (json.dumps(end),))
+            self_contained(self._db)
+            self._db.close()
 
 
 def self_contained(db: sqlite3.Connection) -> bool:
@@ -289,7 +314,7 @@ def run_info(run: LoggedRun) -> dict:
     else:
         audio_s = float(run.status.get("audio_s", 0.0))
         positions = max((run.store.n_positions(i) for i in run.store.layer_ids), default=0)
-        alive = writer_alive(run.header)
+        alive = writer_alive(run.header, run.status)
         info.update(
             state="running" if alive else "killed",
             interrupted=True,
@@ -306,14 +331,70 @@ def run_info(run: LoggedRun) -> dict:
     return info
 
 
-def writer_alive(header: dict) -> bool:
-    """Whether the process that writes the log still runs (same machine)."""
-    pid = header.get("pid")
-    if not pid:
-        return False
+def _boot_id() -> str | None:
     try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _pid_ns() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22): a pid reused by another
+    process has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def writer_identity() -> dict:
+    """Who writes a log, in its header: host, boot, PID namespace, pid and the pid's start time."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "boot_id": _boot_id(),
+        "pid_ns": _pid_ns(),
+        "pid_start": _start_ticks(os.getpid()),
+    }
+
+
+def writer_alive(header: dict, status: dict | None = None, now: float | None = None) -> bool:
+    """Whether the process that writes a log (that has no end record) still runs.
+
+    - The same machine, boot and PID namespace (the header says where it was written): its pid runs, and
+      started when the writer did (a pid reused by another process is not the writer).
+    - Elsewhere (another host: a GPU node seen from a login node; another PID namespace: a container): its
+      heartbeat, the status row's ``updated`` time, refreshed every ``HEARTBEAT_S`` while it runs: alive while
+      it is at most ``LOST_AFTER_S`` old (the two clocks must agree within a few seconds, as NTP keeps them).
+    - Logs of an earlier version (no host in the header): its pid, as before."""
+    pid = header.get("pid")
+    if "host" not in header:
+        return bool(pid) and _pid_runs(int(pid))
+    here = (
+        header.get("host") == socket.gethostname()
+        and header.get("boot_id") == _boot_id()
+        and header.get("pid_ns") == _pid_ns()
+    )
+    if here and pid:
+        return _pid_runs(int(pid)) and _start_ticks(int(pid)) == header.get("pid_start")
+    updated = (status or {}).get("updated")
+    if updated is None:
+        return False
+    return (time.time() if now is None else now) - float(updated) <= LOST_AFTER_S
+
+
+def _pid_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, ValueError, OverflowError):
         return False
     except PermissionError:
         return True

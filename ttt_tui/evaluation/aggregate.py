@@ -34,14 +34,14 @@ def run_state(folder: Path) -> str | None:
     try:
         reader = RunLogReader(folder)
         try:
-            end, header = reader.end(), reader.header
+            end, header, status = reader.end(), reader.header, reader.status()
         finally:
             reader.close()
     except Exception:
         return None
     if end:
         return end["state"]
-    return "running" if writer_alive(header) else "killed"
+    return "running" if writer_alive(header, status) else "killed"
 
 
 class _Curve:

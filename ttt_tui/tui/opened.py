@@ -56,10 +56,10 @@ class LogFollower(EngineControl):
                     st.state, st.stop_reason, st.error = end["state"], end.get("stop_reason"), end.get("error")
                     st.audio_s = float(end.get("audio_s", st.audio_s))
                     return
-                if not writer_alive(self.reader.header):
+                if not writer_alive(self.reader.header, status):
                     self.reader.poll(self.store)
                     st.state = "killed"
-                    st.stop_reason = "the writer is gone without closing its log (killed?)"
+                    st.stop_reason = "the writer is gone without closing its log (killed? a lost node?)"
                     return
                 self._stop.wait(POLL_S)
             st.state = "stopped"
