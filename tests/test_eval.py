@@ -78,6 +78,9 @@ def test_one_process_shards_and_torchrun_agree(dataset, tmp_path, capsys):
     assert not (shards / "eval.json").exists()
     assert main(["eval", "--merge", str(shards), "--no-plots"]) == 3
     assert_same(doc, load(shards))
+    elsewhere = tmp_path / "new" / "merged"  # --out a folder that does not exist yet: made
+    assert main(["eval", "--merge", str(shards), "--out", str(elsewhere), "--no-plots"]) == 3
+    assert_same(doc, load(elsewhere))
 
     ranks = tmp_path / "ranks"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "ttt_tui", "eval"]

@@ -341,6 +341,10 @@ def eval_command(argv) -> int:
     a = build_parser(dataset=True).parse_args(argv)
     if a.merge:
         out = Path(a.out or a.merge[0])
+        try:  # --out may be a new folder: the merged answer of shards written elsewhere
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot write to {out} ({e.strerror or e}); choose another --out") from None
         doc = _write_evaluation(a.merge, out, plots=not a.no_plots)
         print(out)
         return EXIT_SOME_FAILED if doc["counts"]["failed"] else EXIT_OK
