@@ -236,3 +236,20 @@ def test_eval_text_says_why_no_file_has_the_pooled_verdict():
     text = render_text(doc)
     layer0, layer1 = text.split("LAYER 1")
     assert "no file has the pooled verdict" in layer0 and "no file has the pooled verdict" not in layer1
+
+
+def test_a_file_killed_between_its_end_record_and_its_report_gets_its_report_on_resume(dataset, tmp_path):
+    out = tmp_path / "e"
+    files = [str(dataset / "f0.wav"), str(dataset / "f2.wav")]
+    args = ["eval", *files, "--out", str(out), "--no-plots", "--torch-device", "cpu", "--headless"]
+    assert main(args) == 0
+    run = out / "runs" / "00000-f0"
+    want = json.loads((run / "report.json").read_text())
+    log_time = (run / "run.sqlite").stat().st_mtime_ns
+    for name in ("report.json", "ttt_diagnostic_report.txt", "losses.csv"):  # as if killed before the report
+        (run / name).unlink()
+    assert main(args) == 0
+    assert (run / "run.sqlite").stat().st_mtime_ns == log_time  # not run again
+    got = json.loads((run / "report.json").read_text())
+    assert got["layers"] == want["layers"] and got["run"]["state"] == "finished"
+    assert (run / "ttt_diagnostic_report.txt").is_file() and (run / "losses.csv").is_file()

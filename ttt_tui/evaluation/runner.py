@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import atomic
+from ..report import REPORT_JSON
 from ..settings import RunSettings
 from .aggregate import FAILED_NAME, run_state
 from .inputs import run_name
@@ -79,6 +80,8 @@ def run_shard(
                 break
             folder = out_dir / "runs" / run_name(k, path)
             if run_state(folder) == "finished":
+                if not (folder / REPORT_JSON).is_file():  # killed between its log's end and its report
+                    _report_from_log(folder, plots=not settings.no_plots)
                 result.skipped.append(k)
                 continue
             (folder / FAILED_NAME).unlink(missing_ok=True)
@@ -118,9 +121,18 @@ def run_shard(
 
 
 def _verdict(session, layer_id: int) -> str:
-    from ..diagnosis import diagnose
+    from ..headline import layer_headline
 
-    return diagnose(session.store.summary(layer_id))[0]
+    return layer_headline(session.store, layer_id, session.settings.window)["headline"]
+
+
+def _report_from_log(folder: Path, plots: bool) -> None:
+    """A finished run whose report is missing: written from its log, as `ttt-tui report` does."""
+    from ..report import write_report
+    from ..runlog import read_run, run_info
+
+    run = read_run(folder)
+    write_report(folder, run.store, run_info(run), plots=plots)
 
 
 class Distributed:
