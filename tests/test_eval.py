@@ -55,7 +55,7 @@ def test_one_process_shards_and_torchrun_agree(dataset, tmp_path, capsys):
     one = tmp_path / "one"
     assert main(["eval", manifest, "--out", str(one), "--torch-device", "cpu"]) == 3  # missing.wav failed
     doc = load(one)
-    assert doc["counts"] == {"finished": 4, "failed": 1, "interrupted": 0, "running": 0, "missing": 0}
+    assert doc["counts"] == {"finished": 4, "failed": 1, "damaged": 0, "interrupted": 0, "running": 0, "missing": 0}
     assert doc["worst_first"][0] == 4 and "no such file" in doc["runs"][4]["reason"]
     assert [r["status"] for r in doc["runs"]] == ["finished"] * 4 + ["failed"]
     for k in range(4):  # each file has the report folder of a single run
@@ -253,3 +253,18 @@ def test_a_file_killed_between_its_end_record_and_its_report_gets_its_report_on_
     got = json.loads((run / "report.json").read_text())
     assert got["layers"] == want["layers"] and got["run"]["state"] == "finished"
     assert (run / "ttt_diagnostic_report.txt").is_file() and (run / "losses.csv").is_file()
+
+
+def test_a_damaged_per_file_log_is_listed_as_damaged_with_the_reason(dataset, tmp_path, capsys):
+    out = tmp_path / "e"
+    files = [str(dataset / "f0.wav"), str(dataset / "f2.wav")]
+    assert main(["eval", *files, "--out", str(out), "--no-plots", "--torch-device", "cpu", "--headless"]) == 0
+    (out / "runs" / "00001-f2" / "run.sqlite").write_bytes(b"not a database, garbage" * 100)
+    capsys.readouterr()
+    assert main(["eval", "--merge", str(out), "--no-plots"]) == 3
+    doc = load(out)
+    assert doc["counts"]["damaged"] == 1 and doc["counts"]["missing"] == 0
+    entry = doc["runs"][1]
+    assert entry["status"] == "damaged" and "not a readable run log" in entry["reason"], entry
+    text = (out / "eval.txt").read_text()
+    assert "1 with a damaged log" in text and "DAMAGED" in text

@@ -347,7 +347,7 @@ def eval_command(argv) -> int:
             raise InputError(f"cannot write to {out} ({e.strerror or e}); choose another --out") from None
         doc = _write_evaluation(a.merge, out, plots=not a.no_plots)
         print(out)
-        return EXIT_SOME_FAILED if doc["counts"]["failed"] else EXIT_OK
+        return EXIT_SOME_FAILED if doc["counts"]["failed"] or doc["counts"]["damaged"] else EXIT_OK
     if a.mic or a.sample or a.list_devices:
         raise InputError("eval runs audio files (give files, folders or a manifest), not --mic/--sample")
     files = expand(a.inputs)

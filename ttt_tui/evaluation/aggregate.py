@@ -21,14 +21,14 @@ from ..stats import LayerStats
 from .inputs import recorded, run_name
 
 FAILED_NAME = "failed.json"
-STATUSES = ("finished", "failed", "interrupted", "running", "missing")
+STATUSES = ("finished", "failed", "damaged", "interrupted", "running", "missing")
 CURVE_POINTS = 500  # positions kept of each averaged curve in eval.json (the PNG uses all)
 SEVERITY = {v: i for i, v in enumerate(("FAILED", *VERDICTS[1:], "NO_DATA"))}  # worst first
 
 
 def run_state(folder: Path) -> str | None:
     """How the run in ``folder`` ended ('finished', 'stopped', 'error'...), 'running' while its writer runs,
-    'killed' if it is gone without an end; None if it never ran (or its log is unreadable)."""
+    'killed' if it is gone without an end, 'damaged: <why>' if its log cannot be read; None if it never ran."""
     if not (folder / LOG_NAME).is_file():
         return None
     try:
@@ -37,8 +37,8 @@ def run_state(folder: Path) -> str | None:
             end, header, status = reader.end(), reader.header, reader.status()
         finally:
             reader.close()
-    except Exception:
-        return None
+    except Exception as e:  # a log that cannot be read is not a file that was never run: say why
+        return f"damaged: {e}"
     if end:
         return end["state"]
     return "running" if writer_alive(header, status) else "killed"
@@ -117,6 +117,8 @@ class Merger:
                     entry.update(status="failed", folder=str(folder), reason="unreadable failure record")
             elif state == "running" and entry["status"] == "missing":
                 entry.update(status="running", folder=str(folder))
+            elif state is not None and state.startswith("damaged") and entry["status"] == "missing":
+                entry.update(status="damaged", folder=str(folder), reason=state.split(": ", 1)[1])
             elif state is not None and entry["status"] == "missing":
                 entry.update(status="interrupted", folder=str(folder), reason=f"run ended as {state}")
         return entry
@@ -249,8 +251,9 @@ def render_text(doc: dict) -> str:
     c = doc["counts"]
     lines = ["=" * 80, "TTT DATA-SET EVALUATION - Figure 5 over many files", "=" * 80, ""]
     lines.append(
-        f"{doc['files']} files: {c['finished']} finished, {c['failed']} failed, {c['interrupted']} interrupted, "
-        f"{c['running']} running, {c['missing']} not run yet"
+        f"{doc['files']} files: {c['finished']} finished, {c['failed']} failed, "
+        + (f"{c['damaged']} with a damaged log, " if c.get("damaged") else "")
+        + f"{c['interrupted']} interrupted, {c['running']} running, {c['missing']} not run yet"
     )
     lines.append("")
     o = doc.get("outer_loss")

@@ -115,8 +115,8 @@ class EvalApp(App):
         if self.doc is not None:
             c, n = self.doc["counts"], self.doc["files"]
             t.append(
-                f"  {c['finished']} / {n} files finished  {c['failed']} failed  {c['running']} running  "
-                f"{c['interrupted']} interrupted"
+                f"  {c['finished']} / {n} files finished  {c['failed']} failed  {c['damaged']} damaged  "
+                f"{c['running']} running  {c['interrupted']} interrupted"
             )
             now = [e for e in self.doc["runs"] if e["status"] == "running"]
             if now:
