@@ -224,3 +224,21 @@ def test_a_writer_in_another_pid_namespace_is_followed_by_its_heartbeat(tmp_path
     finally:
         p.kill()
     assert read_run(out).end["state"] == "finished"
+
+
+def test_temporary_files_of_a_killed_writer_are_removed(finished, tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        run = tmp_path / "run"
+        shutil.copytree(finished, run)
+        stale = run / f".report.json.{dead.pid}.tmp.json"
+        busy = run / f".losses.csv.{alive.pid}.tmp.csv"  # another writer, still at work
+        stale.write_text("{")
+        busy.write_text("l")
+        assert main(["report", str(run), "--no-plots"]) == 0
+        assert not stale.exists() and busy.exists()
+    finally:
+        alive.kill()
+        alive.wait()

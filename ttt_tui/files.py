@@ -51,6 +51,39 @@ class WriteError(OSError):
         return self.strerror
 
 
+def remove_stale_temps(folder: Path) -> list[str]:
+    """Remove the temporary files of ``atomic`` that a killed process left in ``folder`` (``.NAME.PID.tmp...``
+    of a pid that no longer runs); returns their names."""
+    gone = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return gone
+    for p in entries:
+        parts = p.name.split(".")
+        if not (p.name.startswith(".") and len(parts) >= 4 and any(x.startswith("tmp") for x in parts)):
+            continue
+        pids = [int(x) for x in parts if x.isdigit()]
+        if not pids or pids[-1] == os.getpid() or _runs(pids[-1]):
+            continue
+        try:
+            p.unlink()
+            gone.append(p.name)
+        except OSError:
+            pass
+    return gone
+
+
+def _runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic(path: Path):
     """A temporary file beside ``path``, renamed over it when written: a reader, a crash or a full disk sees the

@@ -13,7 +13,7 @@ import numpy as np
 from .. import outer as outer_stats
 from ..diagnosis import VERDICTS, diagnose
 from ..errors import InputError
-from ..files import atomic
+from ..files import atomic, remove_stale_temps
 from ..headline import layer_headline
 from ..report import _clean
 from ..runlog import LOG_NAME, RunLogReader, read_run, writer_alive
@@ -343,6 +343,7 @@ def plot_layer(path: Path, layer_id: str, curve: _Curve, frame_rate: float) -> N
 
 def write_eval(out_dir: Path, doc: dict, plots: bool = True) -> dict[str, Path]:
     out_dir = Path(out_dir)
+    remove_stale_temps(out_dir)  # what a killed merge left
     paths = {"json": out_dir / "eval.json", "text": out_dir / "eval.txt"}
     public = {k: v for k, v in doc.items() if not k.startswith("_")}
     with atomic(paths["json"]) as tmp:
