@@ -64,7 +64,7 @@ def remove_stale_temps(folder: Path) -> list[str]:
         if not (p.name.startswith(".") and len(parts) >= 4 and any(x.startswith("tmp") for x in parts)):
             continue
         pids = [int(x) for x in parts if x.isdigit()]
-        if not pids or pids[-1] == os.getpid() or _runs(pids[-1]):
+        if not pids or pids[-1] == os.getpid() or pid_runs(pids[-1]):
             continue
         try:
             p.unlink()
@@ -74,10 +74,11 @@ def remove_stale_temps(folder: Path) -> list[str]:
     return gone
 
 
-def _runs(pid: int) -> bool:
+def pid_runs(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one we may not signal runs too)."""
     try:
         os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     except PermissionError:
         return True

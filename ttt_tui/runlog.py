@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import pid_runs
 from .store import LossStore
 
 LOG_NAME = "run.sqlite"
@@ -377,25 +378,15 @@ def writer_alive(header: dict, status: dict | None = None, now: float | None = N
     - Logs of an earlier version (no host in the header): its pid, as before."""
     pid = header.get("pid")
     if "host" not in header:
-        return bool(pid) and _pid_runs(int(pid))
+        return bool(pid) and pid_runs(int(pid))
     here = (
         header.get("host") == socket.gethostname()
         and header.get("boot_id") == _boot_id()
         and header.get("pid_ns") == _pid_ns()
     )
     if here and pid:
-        return _pid_runs(int(pid)) and _start_ticks(int(pid)) == header.get("pid_start")
+        return pid_runs(int(pid)) and _start_ticks(int(pid)) == header.get("pid_start")
     updated = (status or {}).get("updated")
     if updated is None:
         return False
     return (time.time() if now is None else now) - float(updated) <= LOST_AFTER_S
-
-
-def _pid_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, ValueError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
