@@ -68,9 +68,15 @@ def story_words(t: dict | None) -> str:
     return f" overall{SEPARATOR}{t['state']} {100 * t['share']:.0f} % of the audio, {when}"
 
 
+def describe(verdict: str, fs: list[Finding], windows=None) -> dict:
+    """``{verdict, headline, over_time}``: what report.json, compare and eval say of a layer (one computation)."""
+    story = over_time(verdict, windows)
+    return {"verdict": verdict, "headline": verdict_words(verdict, fs) + story_words(story), "over_time": story}
+
+
 def headline(verdict: str, fs: list[Finding], windows=None) -> str:
     """The layer's headline: the verdict's words, and the time story where it disagrees (module docstring)."""
-    return verdict_words(verdict, fs) + story_words(over_time(verdict, windows))
+    return describe(verdict, fs, windows)["headline"]
 
 
 def layer_headline(store, layer_id: int, window_s: float | None = None) -> dict:
@@ -79,6 +85,4 @@ def layer_headline(store, layer_id: int, window_s: float | None = None) -> dict:
     from .windows import DEFAULT_WINDOW_S, layer_windows
 
     verdict, fs = diagnose(store.summary(layer_id))
-    lw = layer_windows(store.view(layer_id)[1], store.frame_rate, window_s or DEFAULT_WINDOW_S)
-    story = over_time(verdict, lw)
-    return {"verdict": verdict, "headline": verdict_words(verdict, fs) + story_words(story), "over_time": story}
+    return describe(verdict, fs, layer_windows(store.view(layer_id)[1], store.frame_rate, window_s or DEFAULT_WINDOW_S))

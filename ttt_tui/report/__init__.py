@@ -11,7 +11,7 @@ import numpy as np
 from .. import outer as outer_stats
 from ..diagnosis import diagnose
 from ..files import atomic, default_out_dir, remove_stale_temps  # noqa: F401 (default_out_dir: the report folder's default)
-from ..headline import headline, over_time
+from ..headline import describe
 from ..store import LossStore
 from ..windows import DEFAULT_WINDOW_S, layer_windows
 from .plots import plot_layer, plot_outer
@@ -99,9 +99,7 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
     for layer_id, (s, verdict, fs, lw) in results.items():
         states = lw.window_states()
         layers[str(layer_id)] = {
-            "verdict": verdict,
-            "headline": headline(verdict, fs, lw),  # the words of every screen (``headline``)
-            "over_time": over_time(verdict, lw),  # the regime that disagrees with the verdict, or null
+            **describe(verdict, fs, lw),  # verdict, its headline (the words of every screen), over_time
             "n_positions": s["n_positions"],
             "violation_rate": s["violation_rate"],
             "violations": s["violations"],

@@ -122,7 +122,7 @@ def render_text(cmp: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_layer(path: Path, layer_id: int, stores: list, max_points: int = 2000) -> None:
+def plot_layer(path: Path, layer_id: int, stores: list) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

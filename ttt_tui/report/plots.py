@@ -98,7 +98,6 @@ def plot_layer(
     layer_id: int,
     data: np.ndarray,
     frame_rate: float,
-    max_points: int = 4000,
     note: str | None = None,
     windows=None,
 ) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 
 from ..diagnosis import HEALTHY_TEXT, Finding
-from ..headline import WARNED, headline, verdict_words
-from ..headline import over_time as over_time_story
+from ..headline import WARNED, describe, verdict_words
 from ..outer import text_lines
 
 ICON = {"error": "❌", "warning": "⚠️ ", "info": "ℹ️ "}
@@ -92,10 +91,11 @@ def layer_section(
         lines.append(f"   ✅ {HEALTHY_TEXT}")
     for f in shown:
         lines.append(f"   {ICON[f.severity]} {f.text}")
-    lines += [f"   Verdict: {headline(verdict, fs, windows)}"]
+    said = describe(verdict, fs, windows)
+    lines += [f"   Verdict: {said['headline']}"]
     if verdict_words(verdict, fs).endswith(WARNED):
         lines.append(f"   ({WARNED.strip()}: healthy, with the warnings above)")
-    if over_time_story(verdict, windows) is not None:
+    if said["over_time"] is not None:
         lines.append("   (overall: the whole run's verdict; then the regime over time that disagrees with it, below)")
     lines.append("")
     lines += signal_lines(s, gate)
