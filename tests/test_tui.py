@@ -282,9 +282,10 @@ def test_dashboard_with_the_process_engine(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (installed by .ci/run)")
-@pytest.mark.parametrize("sig,code", [("TERM", 143), ("INT", 130)])
+@pytest.mark.parametrize("sig,code", [("TERM", 143), ("INT", 130), ("HUP", 129)])
 def test_dashboard_killed_by_a_signal_exits_with_its_code(tmp_path, sig, code):
-    """kill -TERM / -INT to the dashboard's process: the report of what was seen, then 143 / 130 (not 1)."""
+    """kill -TERM / -INT / -HUP to the dashboard's process: the report of what was seen, then 143 / 130 / 129
+    (not 1), and no lock left in the folder (SIGHUP leaves at once: the terminal is gone)."""
     name = f"ttt-sig-{os.getpid()}-{sig}"
     out = tmp_path / "rep"
     start_in_tmux(name, tmp_path, out, (200, 60), "--realtime --torch-device cpu")
@@ -309,6 +310,7 @@ def test_dashboard_killed_by_a_signal_exits_with_its_code(tmp_path, sig, code):
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
     doc = json.loads((out / "report.json").read_text())
     assert doc["run"]["interrupted"] is True and doc["run"]["stop_reason"] == f"SIG{sig}"
+    assert not (out / ".ttt-tui.lock").exists()
 
 
 def test_any_keys_at_any_speed(tmp_path):

@@ -816,5 +816,8 @@ class DashboardApp(App):
             if signum == getattr(signal, "SIGHUP", None):
                 import os
 
+                release = getattr(self.session, "release", None)  # the folder's lock (``open`` holds none)
+                if release is not None:
+                    release()
                 os._exit(SIGNAL_EXIT[signum])  # the terminal is gone: nothing to restore
             self.call_later(self.finish, SIGNAL_EXIT[signum])
