@@ -242,3 +242,22 @@ def test_temporary_files_of_a_killed_writer_are_removed(finished, tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_report_removes_the_lock_of_a_killed_run_and_keeps_a_held_one(finished, tmp_path):
+    """SIGKILL leaves the folder's lock file; `ttt-tui report` removes it when no process holds it, and leaves
+    the lock of a run that holds its folder."""
+    from ttt_tui.files import LOCK_NAME, prepare_out_dir
+
+    run = tmp_path / "killed"
+    shutil.copytree(finished, run)
+    (run / LOCK_NAME).write_text("12345")  # a dead run's
+    assert main(["report", str(run), "--no-plots"]) == 0
+    assert not (run / LOCK_NAME).exists()
+    live = prepare_out_dir(tmp_path / "live")  # a run that holds its folder (this process)
+    try:
+        shutil.copy(finished / LOG_NAME, tmp_path / "live" / LOG_NAME)
+        assert main(["report", str(tmp_path / "live"), "--no-plots"]) == 0
+        assert (tmp_path / "live" / LOCK_NAME).exists()
+    finally:
+        live.close()

@@ -74,6 +74,30 @@ def remove_stale_temps(folder: Path) -> list[str]:
     return gone
 
 
+def remove_stale_lock(folder: Path) -> bool:
+    """Remove the folder's lock file if no process holds it (its run was killed: SIGKILL leaves it); a lock
+    held by a run, this process's own included, stays. True if removed."""
+    import fcntl
+
+    path = Path(folder) / LOCK_NAME
+    try:
+        f = open(path, "r+")
+    except OSError:
+        return False
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    try:
+        path.unlink(missing_ok=True)  # while we hold it: no run takes it meanwhile
+        return True
+    except OSError:
+        return False
+    finally:
+        f.close()
+
+
 def pid_runs(pid: int) -> bool:
     """Whether a process ``pid`` runs on this machine (one we may not signal runs too)."""
     try:

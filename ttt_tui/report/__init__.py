@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import outer as outer_stats
 from ..diagnosis import diagnose
-from ..files import atomic, default_out_dir, remove_stale_temps  # noqa: F401 (default_out_dir: the report folder's default)
+from ..files import atomic, default_out_dir, remove_stale_lock, remove_stale_temps  # noqa: F401 (default_out_dir: the report folder's default)
 from ..headline import describe
 from ..store import LossStore
 from ..windows import DEFAULT_WINDOW_S, layer_windows
@@ -89,6 +89,7 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
     window_s = float(run.get("window_s") or DEFAULT_WINDOW_S)
     run["window_s"] = window_s
     remove_stale_temps(out_dir)  # what a killed report writer left
+    remove_stale_lock(out_dir)  # and the lock of a run killed with SIGKILL (a live run's lock stays)
     results = layer_results(store, window_s)
     outer = store.outer_view() if store.has_outer else None
     outer_s = outer_stats.summary(outer, store.frame_rate) if outer is not None else None
