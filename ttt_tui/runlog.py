@@ -73,12 +73,23 @@ class RunLogWriter:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('header', ?)", (json.dumps(header, default=str),))
                 self._db.execute("DELETE FROM meta WHERE key = 'end'")
         except sqlite3.Error as e:
+            self._discard()  # a log that could not even be started holds nothing: no broken file left
             raise InputError(
                 f"cannot write the run log {self.path} ({e}); free some space or choose another --out"
             ) from None
         self._beating = threading.Event()
         self._write_status()
         threading.Thread(target=self._heartbeat, args=(heartbeat_s,), name="ttt-tui-heartbeat", daemon=True).start()
+
+    def _discard(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def _write_status(self) -> None:
         state, audio_s = self._state

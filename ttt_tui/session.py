@@ -183,7 +183,11 @@ def run_headless(session: Session, progress_every: float = 2.0) -> int:
     err = sys.stderr
     tty = err.isatty()
     session.install_signal_handlers()
-    session.open_log()
+    try:
+        session.open_log()
+    except BaseException:  # no log, no run: leave the folder as it was (no lock, no folder of our own)
+        session.release()
+        raise
     session.engine.start()
     last, printed_at = None, 0.0
     while not session.engine.wait(0.2):
