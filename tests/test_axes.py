@@ -275,3 +275,19 @@ def test_png_bins_are_means_and_the_lower_panel_has_zero_aligned_scales():
     (a, b), (c, d) = left.get_ylim(), right.get_ylim()
     assert -a / (b - a) == pytest.approx(-c / (d - c)) and a < 0 < b and c < 0 < d and d >= 0.012 and b >= 1.7
     plt.close(fig)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+def test_gains_scale_is_not_squashed_by_the_first_steps(tmp_path, size):
+    """The first tokens' large steps (improvement 1.5 for 2 s, as a fresh stream gives) must not squash a
+    steady improvement of 0.01 onto the zero row: it reads above 0 on its own scale."""
+    n = int(60 * RATE)
+    data = np.tile(np.array([[2.0, 1.01, 1.0]], np.float32), (n, 1))
+    data[: int(2 * RATE), 1] = 2.5  # lprev - lafter = 1.5 at first
+    chart, _ = show(write_run(tmp_path / "run", {0: data}, 60.0), size, tmp_path, keys=("v",))
+    improvement, _ = VIEW_COLOURS["gains"]
+    values, step = row_values(chart["labels"], 1)
+    zero = [r for r in range(len(values)) if abs(values[r]) <= step / 2]
+    steady = [r for r in range(len(values)) if abs(values[r] - 0.01) <= step / 2]
+    assert steady and zero and steady != zero, (values, step)  # 0.01 has a row of its own
+    assert set(steady) & chart["colours"][improvement]

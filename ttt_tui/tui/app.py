@@ -25,7 +25,16 @@ from ..diagnosis import diagnose
 from ..headline import WARNED, over_time, story_words, verdict_words
 from ..session import SIGNAL_EXIT, Session, speed_words
 from ..windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
-from .axes import apply_x, apply_y, canvas_rows, finite_range, make_axis, marker_rows, shared_zero_axes
+from .axes import (
+    apply_x,
+    apply_y,
+    canvas_rows,
+    finite_range,
+    make_axis,
+    marker_rows,
+    robust_range,
+    shared_zero_axes,
+)
 from .chart_data import VIEWS, ZOOM_LEVELS, ViewSettings, chart_series
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44))  # l0, lprev, lafter: the PNG colours
@@ -337,11 +346,10 @@ class LayerPanel(Vertical):
         # our own axes (``axes``): every tick label names the value at its row; the gains on two scales
         sides = ["left"] * len(colours)
         if view.mode == "gains":  # improvement (right scale) and benefit (left), 0 on one row for both
+            # robust scales from the lines (5-95 % of their points): the first tokens' large steps and the band's
+            # extremes would squash an improvement of 0.1 onto the zero row; what lies beyond is cut off
             benefit, improvement = shared_zero_axes(
-                [
-                    finite_range([chart.lines[1][1]] + [b[1] for b in chart.bands[1:2]]),
-                    finite_range([chart.lines[0][1]] + [b[1] for b in chart.bands[:1]]),
-                ],
+                [robust_range(chart.lines[1][1]), robust_range(chart.lines[0][1])],
                 rows,
                 sub,
             )

@@ -229,6 +229,18 @@ def finite_range(arrays) -> tuple[float, float]:
     return (lo, hi) if lo <= hi else (math.nan, math.nan)
 
 
+def robust_range(values, low: float = 5.0, high: float = 95.0) -> tuple[float, float]:
+    """The ``low``-``high`` percentile range of the finite ``values`` (nan, nan when there is none)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return (math.nan, math.nan)
+    lo, hi = np.percentile(v, [low, high])
+    return float(lo), float(hi)
+
+
 def apply_y(plt, axis: Axis, yside: str = "left") -> None:
     """The axis on a textual-plotext figure: its limits and its ticks at row centres."""
     plt.ylim(axis.lo, axis.hi, yside=yside)
