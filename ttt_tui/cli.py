@@ -220,8 +220,8 @@ def report_command(argv) -> int:
     how = {"killed": "was cut short", "running": "is still running (a snapshot)"}.get(info["state"], info["state"])
     files = ", ".join(p.name for p in paths.values())
     print(f"report of a run that {how} written to {out}/ ({files})", file=sys.stderr)
-    for s in run.skipped:
-        print(f"ttt-tui: skipped a {s}", file=sys.stderr)
+    for d in info.get("log_damage", ()):
+        print(f"ttt-tui: damaged run log: {d['text']}", file=sys.stderr)
     print(out)
     return EXIT_OK
 

@@ -43,6 +43,7 @@ class EngineControl:
             backend.layer_ids, backend.frame_rate, signal_names=backend.signal_names, outer=backend.outer_loss
         )
         self.status = EngineStatus()
+        self.damaged: list[dict] = []  # blocks of the run log a reader could not use (``runlog``), named
         self._done = threading.Event()
         self.started_at: float | None = None
         self.ended_at: float | None = None

@@ -211,6 +211,7 @@ class ProcessEngine(EngineControl):
 
         try:
             self._reader = RunLogReader(self.settings.out)
+            self.damaged = self._reader.damaged
         except InputError as e:
             self.log_error = f"the run log could not be read: {e}"
 

@@ -85,4 +85,5 @@ def layer_headline(store, layer_id: int, window_s: float | None = None) -> dict:
     from .windows import DEFAULT_WINDOW_S, layer_windows
 
     verdict, fs = diagnose(store.summary(layer_id))
-    return describe(verdict, fs, layer_windows(store.view(layer_id)[1], store.frame_rate, window_s or DEFAULT_WINDOW_S))
+    data, valid = store.view(layer_id)[1], store.valid(layer_id)
+    return describe(verdict, fs, layer_windows(data, store.frame_rate, window_s or DEFAULT_WINDOW_S, valid))

@@ -8,9 +8,14 @@ waits), and every machine has it. Blocks are float32 arrays stored as BLOBs: the
 token per layer, plus about 60 bytes per block and layer.
 
 Tables: ``meta`` (``format``, ``header``: the run's description as JSON, ``end``: how it ended), ``blocks``
-(layer, kind 'losses' or 'signals', first position, rows, columns, data; the model's outer loss, where a run
-records it, is kind 'outer' of layer -1, one column), ``status`` (the last state, audio seconds, wall seconds;
-one row, replaced).
+(layer, kind 'losses' or 'signals', first position, rows, columns, data, and a CRC-32 of all of them; the
+model's outer loss, where a run records it, is kind 'outer' of layer -1, one column), ``status`` (the last
+state, audio seconds, wall seconds, and when the writer last said so; one row, replaced). The format is
+described for other writers and readers in ``docs/run-log.md``.
+
+A block whose checksum or shape is wrong (flipped bits, a torn copy) is skipped and named (layer, positions,
+why); its positions become missing rows (``LossStore.append_missing``), so the blocks after it keep their
+places and are kept.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import math
 import os
 import socket
 import sqlite3
+import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +40,7 @@ from .files import pid_runs
 from .store import LossStore
 
 LOG_NAME = "run.sqlite"
-FORMAT = 1
+FORMAT = 2  # 2: a CRC-32 per block (format 1 logs are read without it)
 OUTER_LAYER = -1  # the outer loss is the whole model's, not a layer's
 HEARTBEAT_S = 2.0  # the writer refreshes its status row this often, whatever the run does
 LOST_AFTER_S = 30.0  # a writer elsewhere whose heartbeat is older than this is lost
@@ -42,7 +49,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY, layer INTEGER NOT NULL, kind TEXT NOT NULL, start INTEGER NOT NULL,
-    rows INTEGER NOT NULL, cols INTEGER NOT NULL, data BLOB NOT NULL);
+    rows INTEGER NOT NULL, cols INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS status (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL,
     audio_s REAL NOT NULL, wall_s REAL NOT NULL, updated REAL NOT NULL);
 """
@@ -114,11 +121,14 @@ class RunLogWriter:
                 continue
             start = self._next.get((layer, kind), 0)
             self._next[(layer, kind)] = start + a.shape[0]
-            rows.append((int(layer), kind, start, a.shape[0], a.shape[1], a.tobytes()))
+            data = a.tobytes()
+            rows.append(
+                (int(layer), kind, start, a.shape[0], a.shape[1], data, block_crc(layer, kind, start, *a.shape, data))
+            )
         if rows:
             with self._lock, self._db:  # one transaction: the block is in the log whole or not at all
                 self._db.executemany(
-                    "INSERT INTO blocks (layer, kind, start, rows, cols, data) VALUES (?, ?, ?, ?, ?, ?)", rows
+                    "INSERT INTO blocks (layer, kind, start, rows, cols, data, crc) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
                 )
 
     def extend(self, blocks: dict) -> None:
@@ -144,6 +154,13 @@ class RunLogWriter:
             self._db.close()
 
 
+def block_crc(layer: int, kind: str, start: int, rows: int, cols: int, data: bytes) -> int:
+    """CRC-32 of a block: its place (layer, kind, first position, shape) and its bytes, so that a flipped bit in
+    either is found."""
+    place = struct.pack("<qqqq", int(layer), int(start), int(rows), int(cols)) + kind.encode()
+    return zlib.crc32(data, zlib.crc32(place))
+
+
 def self_contained(db: sqlite3.Connection) -> bool:
     """A finished log as one file: the write-ahead log folded in and the journal mode back to the classic
     rollback journal, so that no ``-wal``/``-shm`` is needed to read it: readable on read-only media and when
@@ -166,7 +183,7 @@ class LoggedRun:
     store: LossStore
     end: dict | None  # None: the run did not end (killed, or still running)
     status: dict = field(default_factory=dict)
-    skipped: list = field(default_factory=list)  # blocks that could not be used, and why
+    damaged: list = field(default_factory=list)  # blocks that could not be used (``RunLogReader.damaged``)
 
     @property
     def cut_short(self) -> bool:
@@ -187,8 +204,9 @@ class RunLogReader:
         try:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
             meta = self._meta()
-        except sqlite3.Error as e:
-            raise InputError(f"{self.path} is not a readable run log ({e})") from None
+        except sqlite3.DatabaseError as e:
+            hint = "; a torn or incomplete copy? copy it again" if "malformed" in str(e) else ""
+            raise InputError(f"{self.path} is not a readable run log ({e}{hint})") from None
         try:
             fmt = int(meta.get("format", "0"))
             if fmt > FORMAT:
@@ -204,9 +222,15 @@ class RunLogReader:
             self.outer = bool(self.header.get("outer_loss", False))
         except (KeyError, ValueError, TypeError) as e:
             raise InputError(f"{self.path} is not a readable run log ({type(e).__name__}: {e})") from None
-        self.skipped: list[str] = []
+        self.damaged: list[dict] = []  # blocks that could not be used: layer, kind, start, end, why
         self._last_id = 0
         self._expect: dict = {}
+        try:
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(blocks)").fetchall()}
+        except sqlite3.DatabaseError as e:
+            raise InputError(f"{self.path} is not a readable run log ({e})") from None
+        crc = "crc" if "crc" in columns else "NULL"  # format 1: no checksums
+        self._select = f"SELECT id, layer, kind, start, rows, cols, data, {crc} FROM blocks"
 
     def _meta(self) -> dict:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -215,32 +239,84 @@ class RunLogReader:
         return LossStore(self.layer_ids, self.frame_rate, signal_names=self.signal_names, outer=self.outer)
 
     def poll(self, store: LossStore) -> int:
-        """Append the complete blocks written since the last poll; returns how many."""
+        """Append the blocks written since the last poll; returns how many were read. A block that SQLite itself
+        cannot read (a damaged page) is read around: block by block, each unreadable one named."""
         try:
-            rows = self._db.execute(
-                "SELECT id, layer, kind, start, rows, cols, data FROM blocks WHERE id > ? ORDER BY id", (self._last_id,)
-            ).fetchall()
-        except sqlite3.Error as e:
-            raise InputError(f"{self.path} is not a readable run log ({e})") from None
-        for bid, layer, kind, start, n, cols, data in rows:
-            self._last_id = bid
-            want_cols = {"losses": 3, "outer": 1}.get(kind, len(self.signal_names))
-            known = layer == OUTER_LAYER if kind == "outer" else layer in self.layer_ids
-            if not known or cols != want_cols or len(data) != n * cols * 4:
-                self.skipped.append(f"block of layer {layer} ({kind}) at position {start}: malformed")
-                continue
-            if start != self._expect.get((layer, kind), 0):
-                self.skipped.append(f"block of layer {layer} ({kind}) at position {start}: out of order")
-                continue
-            self._expect[(layer, kind)] = start + n
-            a = np.frombuffer(data, dtype="<f4").reshape(n, cols)
-            if kind == "losses":
-                store.append(layer, a)
-            elif kind == "outer":
-                store.extend_outer(a[:, 0])
-            else:
-                store.extend_signals({layer: a})
+            rows = self._db.execute(f"{self._select} WHERE id > ? ORDER BY id", (self._last_id,)).fetchall()
+        except sqlite3.DatabaseError:
+            rows = self._rows_one_by_one()
+        for row in rows:
+            self._take(store, *row)
         return len(rows)
+
+    def _rows_one_by_one(self) -> list:
+        try:
+            (last,) = self._db.execute("SELECT max(id) FROM blocks").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise InputError(f"{self.path} is damaged beyond reading ({e})") from None
+        rows = []
+        for bid in range(self._last_id + 1, (last or 0) + 1):
+            try:
+                row = self._db.execute(f"{self._select} WHERE id = ?", (bid,)).fetchone()
+            except sqlite3.DatabaseError as e:
+                self._damage(None, None, None, None, f"block {bid} unreadable ({e})")
+                self._last_id = bid
+                continue
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    def _damage(self, layer, kind, start, n, why: str) -> None:
+        self.damaged.append(
+            {"layer": layer, "kind": kind, "start": start, "end": None if n is None else start + n, "why": why}
+        )
+
+    def _take(self, store: LossStore, bid, layer, kind, start, n, cols, data, crc) -> None:
+        """One block into the store, or named as damaged (``damaged``): its positions become missing rows when
+        they are known (the next valid block's first position tells them otherwise), so that the later blocks
+        keep their places."""
+        self._last_id = bid
+        key = (layer, kind)
+        want_cols = {"losses": 3, "outer": 1, "signals": len(self.signal_names)}.get(kind)
+        known = (layer == OUTER_LAYER) if kind == "outer" else (layer in self.layer_ids and want_cols is not None)
+        shaped = (
+            isinstance(data, bytes)
+            and isinstance(start, int)
+            and isinstance(n, int)
+            and start >= 0
+            and n > 0
+            and cols == want_cols
+            and len(data) == n * cols * 4
+        )
+        sound = crc is None or (shaped and isinstance(crc, int) and crc == block_crc(layer, kind, start, n, cols, data))
+        expect = self._expect.get(key, 0)
+        if not (known and shaped and sound):
+            why = "checksum mismatch" if known and shaped else "malformed"
+            if known and shaped and start == expect:  # only its bytes are bad: its positions are known
+                self._damage(layer, kind, start, n, why)
+                self._missing(store, layer, kind, n)
+            else:
+                self._damage(layer if known else None, kind if known else None, None, None, f"block {bid}: {why}")
+            return
+        if start < expect:
+            self._damage(layer, kind, start, n, f"block {bid} repeats positions already read")
+            return
+        if start > expect:  # a block before it was lost: its positions are missing
+            if not any(d["layer"] == layer and d["kind"] == kind and d["start"] == expect for d in self.damaged):
+                self._damage(layer, kind, expect, start - expect, "no block holds them")
+            self._missing(store, layer, kind, start - expect)
+        self._expect[key] = start + n
+        a = np.frombuffer(data, dtype="<f4").reshape(n, cols)
+        if kind == "losses":
+            store.append(layer, a)
+        elif kind == "outer":
+            store.extend_outer(a[:, 0])
+        else:
+            store.extend_signals({layer: a})
+
+    def _missing(self, store: LossStore, layer, kind, n: int) -> None:
+        store.append_missing(layer, n, kind)
+        self._expect[(layer, kind)] = self._expect.get((layer, kind), 0) + n
 
     @contextlib.contextmanager
     def snapshot(self):
@@ -300,7 +376,7 @@ def read_run(folder: str | Path) -> LoggedRun:
         store = reader.new_store()
         with reader.snapshot():  # blocks, end and status of one moment of the log
             reader.poll(store)
-            return LoggedRun(reader.folder, reader.header, store, reader.end(), reader.status(), reader.skipped)
+            return LoggedRun(reader.folder, reader.header, store, reader.end(), reader.status(), reader.damaged)
     except (sqlite3.Error, ValueError) as e:
         raise InputError(f"{reader.path} is not a readable run log ({type(e).__name__}: {e})") from None
     finally:
@@ -338,9 +414,23 @@ def run_info(run: LoggedRun) -> dict:
         )
         if run.status.get("wall_s") is not None:
             info["wall_s"] = round(float(run.status["wall_s"]), 3)
-    if run.skipped:
-        info["log_skipped_blocks"] = run.skipped
+    if run.damaged:
+        info["log_damage"] = [{**d, "text": damage_text(d, run.store.frame_rate)} for d in run.damaged]
     return info
+
+
+def damage_text(d: dict, frame_rate: float) -> str:
+    """One damaged block in words: where (layer, positions, seconds) and why."""
+    what = "the outer loss" if d.get("kind") == "outer" else f"layer {d['layer']}" if d.get("layer") is not None else ""
+    if d.get("kind") == "signals":
+        what += " signals"
+    if d.get("start") is None:
+        return f"{what + ': ' if what else ''}{d['why']}; skipped"
+    a, b = d["start"], d["end"]
+    return (
+        f"{what}: positions {a}-{b - 1} ({a / frame_rate:.2f}-{b / frame_rate:.2f} s) lost: {d['why']}; "
+        "skipped, later blocks kept"
+    )
 
 
 def _boot_id() -> str | None:

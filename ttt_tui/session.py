@@ -170,7 +170,7 @@ def progress_line(session: Session) -> str:
         if lw is None:  # kept across lines: each line adds only the windows completed since the last
             lw = LayerWindows(store.frame_rate, session.settings.window or DEFAULT_WINDOW_S)
             session.progress_windows[layer_id] = lw
-        lw.update(store.view(layer_id)[1])
+        lw.update(store.view(layer_id)[1], valid=store.valid(layer_id))
         if s["n_positions"]:
             parts.append(
                 f"L{layer_id} {headline(verdict, fs, lw)} viol {s['violation_rate']:.2f}% "

@@ -9,7 +9,8 @@ learning up to and including this step bought; the users' plot's "cumulative ben
 
 Positions with a NaN or Inf are counted (``nonfinite``) and are ordering violations (the rule
 ``not (l0 >= lprev >= lafter)`` is true for them); means, std, min, max, improvement and trends are over the
-finite positions.
+finite positions. Positions that the run log lost (a damaged block: ``valid`` false) are counted apart
+(``missing``): they keep the positions after them in place and enter no other number.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class LayerStats:
 
     def __init__(self):
         self.n = 0
+        self.missing = 0  # positions the log lost (damaged blocks): in n, in no other number
         self.n_finite = 0
         self.nonfinite = 0
         self.violations = 0
@@ -42,10 +44,18 @@ class LayerStats:
         # per bin of TREND_BIN positions: sums of (l0, lprev, l0 - lafter) and count of finite rows
         self._bins = np.zeros((0, 4))
 
-    def update(self, block: np.ndarray) -> None:
+    def update(self, block: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Add the next rows; ``valid`` (bool per row, None: all) marks the rows the log still holds."""
         block = np.asarray(block, dtype=np.float64)
         if block.size == 0:
             return
+        positions = np.arange(self.n, self.n + block.shape[0])
+        self.n += block.shape[0]
+        if valid is not None and not valid.all():
+            self.missing += int(block.shape[0] - np.count_nonzero(valid))
+            block, positions = block[valid], positions[valid]
+            if not block.shape[0]:
+                return
         l0, lprev, lafter = block.T
         self.violations += int(np.count_nonzero(~((l0 >= lprev) & (lprev >= lafter))))
         finite = np.isfinite(block).all(1)
@@ -64,19 +74,16 @@ class LayerStats:
             self.sum_improvement += float((fin[:, 1] - fin[:, 2]).sum())
             self.sum_benefit += float((fin[:, 0] - fin[:, 2]).sum())
             self.sum_context_gain += float((fin[:, 0] - fin[:, 1]).sum())
-        self._add_to_bins(self.n, block, finite)
-        self.n += block.shape[0]
+        self._add_to_bins(positions, block, finite)
 
-    def _add_to_bins(self, start: int, block: np.ndarray, finite: np.ndarray) -> None:
-        end = start + block.shape[0]
+    def _add_to_bins(self, idx: np.ndarray, block: np.ndarray, finite: np.ndarray) -> None:
+        end = int(idx[-1]) + 1
         n_bins = -(-end // TREND_BIN)
         if n_bins > self._bins.shape[0]:
             grown = np.zeros((max(n_bins, 2 * self._bins.shape[0]), 4))
             grown[: self._bins.shape[0]] = self._bins
             self._bins = grown
-        rows = _trend_rows(block, finite)
-        idx = np.arange(start, end) // TREND_BIN
-        np.add.at(self._bins, idx, rows)
+        np.add.at(self._bins, idx // TREND_BIN, _trend_rows(block, finite))
 
     def _range_sums(self, a: int, b: int, data) -> np.ndarray:
         """Sums of (l0, lprev, gap, count) over positions [a, b)."""
@@ -98,7 +105,9 @@ class LayerStats:
         statistics without the quarter trends (rows pooled from several recordings have no order to trend over)."""
         n, nf = self.n, self.n_finite
         out: dict = {"n_positions": n, "nonfinite": self.nonfinite, "violations": self.violations}
-        out["violation_rate"] = 100.0 * self.violations / n if n else 0.0
+        out["missing"] = self.missing
+        held = n - self.missing
+        out["violation_rate"] = 100.0 * self.violations / held if held else 0.0
         if nf:
             std = np.sqrt(np.maximum(self.m2 / nf, 0.0))
             for i, name in enumerate(LOSS_NAMES):

@@ -4,6 +4,9 @@ report writers.
 Per layer one float32 array [capacity, 3] grown by 1.25x (at most 15 bytes per token, 12 used). Rows below
 ``n`` are never written again, so a reader's view ``array[:n]`` stays valid after a later growth
 reallocates: readers take a version and a view under the lock and then read without it.
+
+Positions that a damaged run log lost (``append_missing``) are NaN rows that keep the later positions in place
+(a plot shows a gap); ``valid`` marks them for every statistic, which counts them apart (``stats``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ GROWTH = 1.25
 def _grow(data: np.ndarray, n: int, need: int) -> np.ndarray:
     if need <= data.shape[0]:
         return data
-    grown = np.empty((max(need, int(data.shape[0] * GROWTH) + 1), data.shape[1]), dtype=np.float32)
+    grown = np.empty((max(need, int(data.shape[0] * GROWTH) + 1), data.shape[1]), dtype=data.dtype)
     grown[:n] = data[:n]
     return grown
 
@@ -34,7 +37,7 @@ def _appended(data: np.ndarray, n: int, block: np.ndarray) -> tuple[np.ndarray, 
 
 
 class _Layer:
-    __slots__ = ("data", "n", "stats", "version", "signals", "n_signals")
+    __slots__ = ("data", "n", "stats", "version", "signals", "n_signals", "valid", "missing")
 
     def __init__(self, capacity: int, n_signals: int):
         self.data = np.empty((capacity, 3), dtype=np.float32)
@@ -43,6 +46,8 @@ class _Layer:
         self.version = 0
         self.signals = np.empty((64, n_signals), dtype=np.float32)  # per-token inner-loop signals, if any
         self.n_signals = 0
+        self.valid: np.ndarray | None = None  # bool per row, made at the first missing row
+        self.missing: list[tuple[int, int]] = []  # (first position, count) of each run of missing rows
 
 
 class LossStore:
@@ -88,10 +93,51 @@ class LossStore:
             return
         with self._lock:
             lay = self._layers[layer_id]
-            lay.data, lay.n = _appended(lay.data, lay.n, block)
+            n = lay.n
+            lay.data, lay.n = _appended(lay.data, n, block)
+            if lay.valid is not None:
+                lay.valid, _ = _appended(lay.valid, n, np.ones((block.shape[0], 1), dtype=bool))
             lay.stats.update(block)
             lay.version += 1
             self.version += 1
+
+    def append_missing(self, layer_id: int, count: int, kind: str = "losses") -> None:
+        """``count`` positions the run log lost (a damaged block), as NaN rows that no statistic counts: the
+        positions after them stay where they were. ``kind``: "losses", "signals" or "outer"."""
+        if count <= 0:
+            return
+        if kind == "outer":
+            self.extend_outer(np.full(count, np.nan, dtype=np.float32))
+            return
+        if kind == "signals":
+            self.extend_signals({layer_id: np.full((count, len(self.signal_names)), np.nan, dtype=np.float32)})
+            return
+        rows = np.full((count, 3), np.nan, dtype=np.float32)
+        with self._lock:
+            lay = self._layers[layer_id]
+            n = lay.n
+            if lay.valid is None:
+                lay.valid = np.ones((lay.data.shape[0], 1), dtype=bool)
+            lay.data, lay.n = _appended(lay.data, n, rows)
+            lay.valid, _ = _appended(lay.valid, n, np.zeros((count, 1), dtype=bool))
+            lay.missing.append((n, count))
+            lay.stats.update(rows, np.zeros(count, dtype=bool))
+            lay.version += 1
+            self.version += 1
+
+    def valid(self, layer_id: int) -> np.ndarray | None:
+        """Per row of ``view``, whether the log holds it; None when it holds every row (the usual case)."""
+        with self._lock:
+            lay = self._layers[layer_id]
+            if lay.valid is None:
+                return None
+            v = lay.valid[: lay.n, 0]
+            v.flags.writeable = False
+            return v
+
+    def missing(self, layer_id: int) -> list[tuple[int, int]]:
+        """(first position, count) of each run of positions the log lost."""
+        return list(self._layers[layer_id].missing)
 
     def extend(self, blocks: dict[int, np.ndarray]) -> None:
         for layer_id, block in blocks.items():

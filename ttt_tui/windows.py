@@ -71,17 +71,21 @@ def _sub_block_means(rows: np.ndarray) -> np.ndarray | None:
     return np.stack([(lprev - lafter).mean(1), violation, (l0 - lprev).mean(1)], 1)
 
 
-def window_stats(rows: np.ndarray, start: int, frame_rate: float) -> dict:
-    """One window's statistics, verdict and state. ``rows`` [n, 3] are positions ``start`` .. ``start + n``."""
+def window_stats(rows: np.ndarray, start: int, frame_rate: float, valid: np.ndarray | None = None) -> dict:
+    """One window's statistics, verdict and state. ``rows`` [n, 3] are positions ``start`` .. ``start + n``;
+    ``valid`` (None: all) marks the rows the log holds: a damaged block's positions enter no number."""
+    n = rows.shape[0]
+    if valid is not None and not valid.all():
+        rows = rows[valid]
     st = LayerStats()
     st.update(rows)
     s = st.summary(rows)
     verdict, _ = diagnose(s)
     out = {
         "start_s": round(start / frame_rate, 3),
-        "end_s": round((start + rows.shape[0]) / frame_rate, 3),
+        "end_s": round((start + n) / frame_rate, 3),
         "n_positions": int(rows.shape[0]),
-        "violation_rate": s["violation_rate"],
+        "violation_rate": s["violation_rate"] if rows.shape[0] else float("nan"),  # all lost: no number
         "avg_improvement": s["avg_improvement"],
         "cumulative_benefit": s["cumulative_benefit"],
         "context_gain": s["context_gain"],
@@ -155,24 +159,27 @@ class LayerWindows:
         self._done = 0  # positions covered by completed windows
         self._finished = False
 
-    def update(self, data: np.ndarray, deadline: float | None = None) -> bool:
-        """Add the windows completed in ``data`` (the layer's rows so far); True if any was added. ``deadline``
+    def update(self, data: np.ndarray, deadline: float | None = None, valid: np.ndarray | None = None) -> bool:
+        """Add the windows completed in ``data`` (the layer's rows so far, ``valid``: the store's ``valid``);
+        True if any was added. ``deadline``
         (``time.perf_counter()``): stop there and go on at the next call (a UI opening an hour-long run
         catches up over a few ticks instead of freezing for seconds: about 1 ms per window)."""
         added = False
         while not self._finished and data.shape[0] - self._done >= self.size:
             if deadline is not None and added and time.perf_counter() > deadline:
                 break
-            self._add(window_stats(data[self._done : self._done + self.size], self._done, self.frame_rate))
+            a, b = self._done, self._done + self.size
+            self._add(window_stats(data[a:b], a, self.frame_rate, None if valid is None else valid[a:b]))
             self._done += self.size
             added = True
         return added
 
-    def finish(self, data: np.ndarray) -> None:
-        self.update(data)
+    def finish(self, data: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.update(data, valid=valid)
         rest = data.shape[0] - self._done
         if not self._finished and rest >= self.size // 2:
-            self._add(window_stats(data[self._done :], self._done, self.frame_rate))
+            a = self._done
+            self._add(window_stats(data[a:], a, self.frame_rate, None if valid is None else valid[a:]))
             self._done = data.shape[0]
         self._finished = True
 
@@ -278,17 +285,21 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
 
 
-def layer_windows(data: np.ndarray, frame_rate: float, window_s: float = DEFAULT_WINDOW_S) -> LayerWindows:
+def layer_windows(
+    data: np.ndarray, frame_rate: float, window_s: float = DEFAULT_WINDOW_S, valid: np.ndarray | None = None
+) -> LayerWindows:
     """All windows of a finished (or cut) history."""
     lw = LayerWindows(frame_rate, window_s)
-    lw.finish(data)
+    lw.finish(data, valid)
     return lw
 
 
-def sliding_summary(data: np.ndarray, frame_rate: float, window_s: float = DEFAULT_WINDOW_S) -> dict | None:
+def sliding_summary(
+    data: np.ndarray, frame_rate: float, window_s: float = DEFAULT_WINDOW_S, valid: np.ndarray | None = None
+) -> dict | None:
     """The last ``window_s`` seconds' statistics (the dashboard's live "last 30 s" counters)."""
     n = int(round(window_s * frame_rate))
     if data.shape[0] < 2:
         return None
     rows = data[-n:]
-    return window_stats(rows, data.shape[0] - rows.shape[0], frame_rate)
+    return window_stats(rows, data.shape[0] - rows.shape[0], frame_rate, None if valid is None else valid[-n:])

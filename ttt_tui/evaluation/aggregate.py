@@ -132,7 +132,7 @@ class Merger:
         for L in run.store.layer_ids:
             _, data = run.store.view(L)
             self.curves.setdefault(L, _Curve()).add(data)
-            self.pooled.setdefault(L, LayerStats()).update(data)
+            self.pooled.setdefault(L, LayerStats()).update(data, run.store.valid(L))
             s = run.store.summary(L)
             layers[str(L)] = {
                 **layer_headline(run.store, L, run.header.get("window_s")),  # verdict, headline, over_time

@@ -45,7 +45,7 @@ def layer_results(store: LossStore, window_s: float = DEFAULT_WINDOW_S) -> dict:
         s["signals"] = store.signal_summary(layer_id)
         verdict, fs = diagnose(s)
         _, data = store.view(layer_id)
-        out[layer_id] = (s, verdict, fs, layer_windows(data, store.frame_rate, window_s))
+        out[layer_id] = (s, verdict, fs, layer_windows(data, store.frame_rate, window_s, store.valid(layer_id)))
     return out
 
 
@@ -108,6 +108,7 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             "cumulative_benefit": s["cumulative_benefit"],
             "context_gain": s["context_gain"],
             "nonfinite": s["nonfinite"],
+            "missing": s["missing"],  # positions a damaged run log lost (run.log_damage says where)
             "l0": s["l0"],
             "lprev": s["lprev"],
             "lafter": s["lafter"],
@@ -151,7 +152,15 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             if data.shape[0]:
                 p = out_dir / f"figure5_layer{layer_id}.png"
                 with atomic(p) as tmp:
-                    plot_layer(tmp, layer_id, data, store.frame_rate, note=plot_note(run), windows=results[layer_id][3])
+                    plot_layer(
+                        tmp,
+                        layer_id,
+                        data,
+                        store.frame_rate,
+                        note=plot_note(run),
+                        windows=results[layer_id][3],
+                        lost=results[layer_id][0]["missing"],
+                    )
                 paths[f"png{layer_id}"] = p
         if outer is not None and outer.shape[0]:
             paths["outer_png"] = out_dir / OUTER_PNG

@@ -100,8 +100,10 @@ def plot_layer(
     frame_rate: float,
     note: str | None = None,
     windows=None,
+    lost: int = 0,
 ) -> None:
-    """``windows``: the layer's ``LayerWindows``, drawn as the regime strip (none: two panels only). Long runs
+    """``windows``: the layer's ``LayerWindows``, drawn as the regime strip (none: two panels only); ``lost``:
+    positions a damaged run log lost (NaN rows, drawn as gaps), said in the title. Long runs
     are drawn as per-bin means over a faint spread band (``draw_series``); the lower panel has the benefit
     on the left scale and the per-step improvement on its own right scale, zeros aligned."""
     import matplotlib
@@ -124,6 +126,8 @@ def plot_layer(
     how = f"; lines: means of bins of {n / BINS:.0f} positions, bands: their {SPREAD[0]}-{SPREAD[1]} %"
     title = f"Layer {layer_id}: TTT Figure 5 ({n} positions, {_duration(n / frame_rate)} of audio"
     title += (how if binned_ else "") + ")"
+    if lost:
+        title += f"; {lost} positions lost to a damaged run log (gaps)"
     if note:  # what the model's runtime semantics imply (e.g. l0 hidden under lprev by construction)
         title += f"\n{note}"
     top.set_title(title, fontsize=9 if (note or binned_) else None)

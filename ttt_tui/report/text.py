@@ -66,10 +66,14 @@ def layer_section(
     """``windows``: the layer's ``LayerWindows``, for the headline's time story (``headline``)."""
     n = s["n_positions"]
     lines = ["=" * 60, f"LAYER {layer_id} ANALYSIS", "=" * 60, ""]
-    lines += ["📊 Data Coverage:", f"   Valid positions: {n}"]
+    lost = s.get("missing", 0)
+    lines += ["📊 Data Coverage:", f"   Valid positions: {n - lost}"]
     if not n:
         return lines + ["", f"🔍 Verdict: {verdict}", ""]
-    lines += [f"   Position range: 0 to {n - 1}", ""]
+    lines += [f"   Position range: 0 to {n - 1}"]
+    if lost:
+        lines += [f"   Lost to a damaged run log: {lost} (left out of every number)"]
+    lines += [""]
     if s["nonfinite"]:
         lines += [f"   Non-finite positions (NaN/Inf): {s['nonfinite']}", ""]
     lines += ["📈 Loss Statistics:"]
@@ -161,6 +165,16 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]], outer:
             f"({cut['positions']} positions), every block up to the last one written.",
             "",
         ]
+    damage = run.get("log_damage") or []
+    if damage:
+        lines += [
+            f"⚠️  DAMAGED RUN LOG: {len(damage)} part(s) could not be used; their positions are left out of "
+            "every number below:"
+        ]
+        lines += [f"   - {_one_line(d['text'])}" for d in damage[:20]]
+        if len(damage) > 20:
+            lines.append(f"   - ... and {len(damage) - 20} more (report.json: run.log_damage)")
+        lines.append("")
     if run.get("interrupted") and not cut:
         lines += [f"⚠️  RUN INTERRUPTED ({run.get('stop_reason')}): this report covers the audio seen so far.", ""]
     if run.get("error"):
@@ -183,7 +197,11 @@ def _merge(ws: list[dict], regimes: list) -> dict:
     n = sum(w["n_positions"] for w in ws)
 
     def mean(key):
-        vals = [(w[key], w["n_positions"]) for w in ws if w[key] is not None and not math.isnan(w[key])]
+        vals = [
+            (w[key], w["n_positions"])
+            for w in ws
+            if w[key] is not None and not math.isnan(w[key]) and w["n_positions"]  # all lost: no rows
+        ]
         return sum(v * k for v, k in vals) / sum(k for _, k in vals) if vals else float("nan")
 
     seen = list(dict.fromkeys(r or NO_REGIME for r in regimes))

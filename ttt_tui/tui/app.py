@@ -23,6 +23,7 @@ from textual_plotext import PlotextPlot
 from .. import outer as outer_stats
 from ..diagnosis import diagnose
 from ..headline import WARNED, over_time, story_words, verdict_words
+from ..runlog import damage_text
 from ..session import SIGNAL_EXIT, Session, speed_words
 from ..windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
 from .axes import (
@@ -592,6 +593,7 @@ class DashboardApp(App):
         windows = tuple(len(lw.windows) for lw in self.windows.values())
         return (
             self.store.version,
+            len(self.engine.damaged),
             windows,
             self.view.mode,
             self.size,
@@ -632,6 +634,8 @@ class DashboardApp(App):
             entry(None, ("audit: ", "bold magenta"), (f"{item['finding']}: ", "magenta"), (item["consequence"], "cyan"))
         for note in self.notes:  # ttt-tui's own choices for this run
             entry(None, ("note: ", "bold cyan"), (note, "cyan"))
+        for d in self.engine.damaged:  # blocks of the run log that could not be used: never silently
+            entry(None, ("damaged log: ", "bold red"), (damage_text(d, self.store.frame_rate), "red"))
         narrow = self.size.width < 120
         deadline = time.perf_counter() + WINDOWS_BUDGET_S
         same: dict[tuple, list] = {}  # (finding, colour): the layers that have it
@@ -641,8 +645,9 @@ class DashboardApp(App):
             verdict, fs = diagnose(s)
             sig = self.store.signal_summary(layer) if self.store.signal_names else None
             _, data = self.store.view(layer)
+            valid = self.store.valid(layer)  # None unless a damaged log lost positions
             lw = self.windows[layer]
-            lw.update(data, deadline)  # the windows completed since the last call (a completed one never changes)
+            lw.update(data, deadline, valid)  # the windows completed since the last call (they never change)
             panel.set_counters(
                 s,
                 verdict,
@@ -652,7 +657,7 @@ class DashboardApp(App):
                 sig,
                 self.gates.get(str(layer)),
                 mode=self.view.mode,
-                recent=sliding_summary(data, self.store.frame_rate, lw.window_s),
+                recent=sliding_summary(data, self.store.frame_rate, lw.window_s, valid),
                 windows=lw,
                 narrow=narrow,
                 collapsed=panel.has_class("collapsed"),

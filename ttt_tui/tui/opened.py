@@ -25,6 +25,7 @@ class LogFollower(EngineControl):
     def __init__(self, reader: RunLogReader, source, backend, store):
         super().__init__(source, backend, store)
         self.reader = reader
+        self.damaged = reader.damaged  # the reader's own list: what it finds reaches the screen
         self._stop = threading.Event()
         self._go = threading.Event()
         self._go.set()
