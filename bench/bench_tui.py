@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 from ttt_tui.backends.base import Backend  # noqa: E402
 from ttt_tui.cli import build_parser  # noqa: E402
 from ttt_tui.engine import Engine  # noqa: E402
+from ttt_tui.live import LiveRun  # noqa: E402
+from ttt_tui.record import RunHeader  # noqa: E402
 from ttt_tui.session import Session  # noqa: E402
 from ttt_tui.settings import RunSettings  # noqa: E402
 from ttt_tui.store import LossStore  # noqa: E402
@@ -81,8 +83,7 @@ def stub_session(store: LossStore, tmp: Path):
     return SimpleNamespace(
         engine=engine,
         store=store,
-        source=_NoAudio(),
-        backend=_IdleBackend(),
+        header=RunHeader(layer_ids=tuple(store.layer_ids), frame_rate=store.frame_rate, model=_IdleBackend.name),
         settings=RunSettings(input="synthetic 8 x 1M"),
         out_dir=tmp,
         write_report=lambda: {},
@@ -140,18 +141,17 @@ def long_file(tmp: Path, minutes: float) -> Path:
     return path
 
 
-def make_session(path: Path, tmp: Path) -> Session:
+def make_session(path: Path, tmp: Path, live: bool = False):
     out = Path(tempfile.mkdtemp(dir=tmp, prefix="rep-"))  # a folder per session: a run locks its own
     args = build_parser().parse_args([str(path), "--out", str(out), "--torch-device", "cpu", "--no-plots"])
-    s = Session(args)
+    s = LiveRun(RunSettings.from_args(args)) if live else Session(args)
     s.write_report = lambda: {}  # measure the run, not the report
     return s
 
 
 async def latency_and_throughput(path: Path, presses: int, tmp: Path) -> dict:
-    sys.setswitchinterval(0.001)  # as run_dashboard does
-    session = make_session(path, tmp)
-    session.use_process_engine()  # as run_dashboard does: inference in a child process
+    session = make_session(path, tmp, live=True)  # as run_dashboard does: inference in a child process
+    session.start()
     app = DashboardApp(session, install_signals=False)
     lat, internal = [], []
     async with app.run_test(size=(200, 60)) as pilot:
@@ -170,7 +170,6 @@ async def latency_and_throughput(path: Path, presses: int, tmp: Path) -> dict:
     ui_rate = session.engine.status.realtime_factor
     ui_wall_rate = session.engine.status.audio_s / session.engine.wall_s
 
-    sys.setswitchinterval(0.005)  # headless runs with Python's default
     headless = make_session(path, tmp)
     headless.engine.start()
     while not headless.engine.wait(0.5):  # the headless loop reads the store the same way

@@ -134,3 +134,38 @@ def test_decoder_messages_do_not_reach_the_terminal(tmp_path, capfd, monkeypatch
     assert "libmpg123" not in capfd.readouterr().err
     doc = json.loads((out / "report.json").read_text())
     assert doc["run"]["decoder_messages"] == ["[src/libmpg123/parse.c:1234] warning: Encountered a ghost frame"]
+
+
+def test_non_finite_samples_are_reported_by_the_dashboard_too(tmp_path):
+    """The dashboard's report said 0 whatever the input held: its process counted on a source of its own that
+    never read the file. Now the inference process's source counts, and its count reaches the run log's end
+    record, the report and the text."""
+    import asyncio
+
+    from ttt_tui.cli import build_parser
+    from ttt_tui.live import LiveRun
+    from ttt_tui.settings import RunSettings
+    from ttt_tui.tui.app import DashboardApp
+
+    x = (0.1 * np.random.default_rng(0).standard_normal(16000 * 4)).astype(np.float32)
+    x[16000:16010], x[32000] = np.nan, np.inf
+    sf.write(str(tmp_path / "nan.wav"), x, 16000, subtype="FLOAT")
+    out = tmp_path / "rep"
+    args = build_parser().parse_args([str(tmp_path / "nan.wav"), "--out", str(out), "--no-plots"])
+    run = LiveRun(RunSettings.from_args(args))
+    run.start()
+
+    async def scenario():
+        app = DashboardApp(run, install_signals=False)
+        async with app.run_test(size=(200, 60)) as pilot:
+            for _ in range(300):
+                if app.finished_handled:
+                    break
+                await pilot.pause(0.1)
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+    run.release()
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["run"]["nonfinite_samples"] == 11
+    assert "11 non-finite samples" in (out / "ttt_diagnostic_report.txt").read_text()

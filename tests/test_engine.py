@@ -135,17 +135,26 @@ def _args(*extra):
     return build_parser().parse_args([str(sample), "--torch-device", "cpu", *extra])
 
 
-def test_process_engine_runs_the_model_in_a_child():
+def _live(*extra):
+    from ttt_tui.live import LiveRun
+    from ttt_tui.settings import RunSettings
+
+    run = LiveRun(RunSettings.from_args(_args(*extra)))
+    run.start()
+    return run
+
+
+def test_process_engine_runs_the_model_in_a_child(tmp_path):
     """The dashboard's engine: same results as the thread engine, losses streamed back to the store."""
-    from ttt_tui.engine_process import ProcessEngine
     from ttt_tui.session import Session
 
-    s = Session(_args())
-    eng = ProcessEngine(s.settings, s.source, s.backend)
-    eng.start()
+    live = _live("--out", str(tmp_path / "live"))
+    eng = live.engine
     assert eng.wait(60)
+    live.release()
     assert eng.status.state == "finished" and eng.status.error is None
     assert abs(eng.status.audio_s - 24.73) < 0.01
+    s = Session(_args("--out", str(tmp_path / "thread")))
     s.engine.start()
     assert s.engine.wait(60)
     for layer in s.store.layer_ids:
@@ -154,13 +163,9 @@ def test_process_engine_runs_the_model_in_a_child():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_process_engine_pause_and_stop():
-    from ttt_tui.engine_process import ProcessEngine
-    from ttt_tui.session import Session
-
-    s = Session(_args("--realtime", "--block-seconds", "0.25"))
-    eng = ProcessEngine(s.settings, s.source, s.backend)
-    eng.start()
+def test_process_engine_pause_and_stop(tmp_path):
+    live = _live("--realtime", "--block-seconds", "0.25", "--out", str(tmp_path / "run"))
+    eng = live.engine
     import time
 
     t0 = time.time()
@@ -177,6 +182,7 @@ def test_process_engine_pause_and_stop():
     assert eng.wait(20)
     assert eng.status.state == "stopped" and eng.status.stop_reason == "quit"
     assert 0 < eng.store.n_positions(0) < 1235
+    live.release()
 
 
 def test_a_signal_after_the_audio_ended_does_not_make_the_run_interrupted(tmp_path):
@@ -185,6 +191,7 @@ def test_a_signal_after_the_audio_ended_does_not_make_the_run_interrupted(tmp_pa
     import signal as signals
 
     from ttt_tui.cli import build_parser
+    from ttt_tui.runlog import run_info
     from ttt_tui.session import Session
 
     sample = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "sample.wav"
@@ -192,28 +199,34 @@ def test_a_signal_after_the_audio_ended_does_not_make_the_run_interrupted(tmp_pa
     session.engine.start()
     assert session.engine.wait(120)
     session._on_signal(signals.SIGTERM, None)
-    assert session.run_info()["interrupted"] is False and session.exit_code() == 0
+    assert run_info(session.logged_run())["interrupted"] is False and session.exit_code() == 0
     cut = Session(build_parser().parse_args([str(sample), "--out", str(tmp_path / "c"), "--torch-device", "cpu"]))
     cut._on_signal(signals.SIGTERM, None)  # before the run: it is cut short
     cut.engine.start()
     cut.engine.wait(120)
-    assert cut.run_info()["interrupted"] is True and cut.exit_code() == 143
+    assert run_info(cut.logged_run())["interrupted"] is True and cut.exit_code() == 143
 
 
-def test_the_dashboards_engine_reads_its_data_from_the_run_log(tmp_path):
+def test_the_dashboards_engine_reads_its_data_from_the_run_log(tmp_path, monkeypatch):
     """One path for live and replay: the dashboard's store is filled from the run log its child writes, so what
-    the dashboard shows is exactly what ``ttt-tui open`` / ``report`` read back, and no block is lost."""
+    the dashboard shows is exactly what ``ttt-tui open`` / ``report`` read back, and no block is lost. The
+    dashboard's process builds no model and no source (it loaded the embedded weights only for their
+    description, and a Moshi checkpoint's base model twice): their makers fail here, and the run goes on."""
+    from ttt_tui import factory
     from ttt_tui.runlog import read_run
-    from ttt_tui.session import Session
 
-    s = Session(_args("--out", str(tmp_path / "run")))
-    s.use_process_engine()
-    s.engine.start()
+    def never(*a, **k):
+        raise AssertionError("the dashboard's process built a model or a source")
+
+    monkeypatch.setattr(factory, "make_backend", never)
+    monkeypatch.setattr(factory, "make_source", never)
+    s = _live("--out", str(tmp_path / "run"))
     assert s.engine.wait(90)
     assert s.engine.status.state == "finished" and s.engine.log_error is None
     assert s.engine._reader is not None  # it did read the log (the queue carried no blocks)
+    assert s.header.layer_ids == (0, 1, 2) and s.header.frame_rate == 50.0  # all it knows, from the log
     logged = read_run(tmp_path / "run")
-    assert logged.end["state"] == "finished"
+    assert logged.end.state == "finished"
     for layer in s.store.layer_ids:
         _, live = s.store.view(layer)
         _, replay = logged.store.view(layer)
@@ -261,14 +274,14 @@ def test_a_child_whose_last_messages_are_lost_ends_as_its_log_says(tmp_path):
     """The run log is the record: if the child exits without its last status reaching the queue, the parent
     takes the end state from the log instead of calling it a dead process."""
     from ttt_tui.engine_process import ProcessEngine
-    from ttt_tui.runlog import RunLogReader, RunLogWriter
+    from ttt_tui.runlog import RunLogWriter
     from ttt_tui.session import Session
 
     s = Session(_args("--out", str(tmp_path / "run")))
     log = RunLogWriter(tmp_path / "run", s.log_header())
     log.close({"state": "finished", "stop_reason": None, "error": None, "audio_s": 24.73})
-    eng = ProcessEngine(s.settings, s.source, s.backend)
-    eng._reader = RunLogReader(tmp_path / "run")
-    assert eng._adopt_end()
+    eng = ProcessEngine(s.settings, "2026-01-01T00:00:00")
+    eng._open_log()
+    assert eng._read_log()
     assert eng.status.state == "finished" and eng.status.audio_s == 24.73 and eng.status.error is None
     s.release()

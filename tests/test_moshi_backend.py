@@ -235,15 +235,17 @@ def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
     from test_tui import wait_for
 
     from ttt_tui.cli import build_parser
-    from ttt_tui.session import Session
+    from ttt_tui.live import LiveRun
+    from ttt_tui.settings import RunSettings
     from ttt_tui.tui.app import DashboardApp
 
     wav = tmp_path / "in.wav"
     sf.write(str(wav), noise(1.5), SR)
     args = build_parser().parse_args([str(wav), "--out", str(tmp_path / "rep"), *moshi_tiny.cli_args(two_layer)])
-    session = Session(args)
-    session.use_process_engine()
-    assert session.backend.model is None  # this process never loads the model
+    session = LiveRun(RunSettings.from_args(args))
+    session.start()
+    assert session.engine.backend is None  # this process builds no model: all it knows is the log's header
+    assert session.header.layer_ids == (2, 3)
 
     async def scenario():
         app = DashboardApp(session, install_signals=False)
@@ -263,8 +265,8 @@ def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
     from ttt_tui.runlog import read_run
 
     logged = read_run(tmp_path / "rep")  # written by the inference process, block by block
-    assert logged.end["state"] == "finished" and logged.store.n_positions(3) == int(1.5 * 12.5) + 1
-    assert logged.header["model_details"]["setup"]["follow"] == "inference"
+    assert logged.end.state == "finished" and logged.store.n_positions(3) == int(1.5 * 12.5) + 1
+    assert logged.header.model_details["setup"]["follow"] == "inference"
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["layers"]["3"]["n_positions"] == int(1.5 * 12.5) + 1
     assert doc["layers"]["3"]["signals"]["step_size"]["mean"] > 0

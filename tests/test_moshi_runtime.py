@@ -221,7 +221,8 @@ def test_dashboard_quits_within_a_second_while_the_model_loads(tmp_path, monkeyp
     from test_tui import wait_for
 
     from ttt_tui.cli import build_parser
-    from ttt_tui.session import Session
+    from ttt_tui.live import LiveRun
+    from ttt_tui.settings import RunSettings
     from ttt_tui.tui.app import DashboardApp
 
     paths = moshi_tiny.build(tmp_path / "m")
@@ -236,8 +237,8 @@ def test_dashboard_quits_within_a_second_while_the_model_loads(tmp_path, monkeyp
     )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), str(Path(__file__).resolve().parents[1])]))
     args = build_parser().parse_args([str(wav), "--out", str(tmp_path / "rep"), *moshi_tiny.cli_args(paths)])
-    session = Session(args)
-    session.use_process_engine()
+    session = LiveRun(RunSettings.from_args(args))
+    session.start()  # the log is made before the model loads (the base model loads in the engine's thread)
 
     async def scenario():
         app = DashboardApp(session, install_signals=False)

@@ -130,7 +130,7 @@ def test_one_bad_block_keeps_every_later_one(log, change, sql, where, why):
     else:
         edit(folder, sql, bid)
     run = read_run(folder)
-    assert run.end["state"] == "finished"
+    assert run.end.state == "finished"
     assert run.store.n_positions(0) == 300 and run.store.n_positions(1) == 300
     assert run.store.missing(0) == [(50, 25)]
     _, rows = run.store.view(0)

@@ -42,11 +42,11 @@ def test_a_reader_sees_blocks_and_end_of_one_moment(tmp_path):
         w.extend(block(30))  # the writer's last block and its end, between the reader's two queries
         w.close({"state": "finished", "audio_s": 1.6})
         assert r.end() is None and r.poll(store) == 0  # the same moment: not finished, no new block
-    assert r.poll(store) == 1 and r.end()["state"] == "finished"
+    assert r.poll(store) == 1 and r.end().state == "finished"
     assert store.n_positions(0) == 80
     r.close()
     run = read_run(tmp_path)
-    assert run.end["state"] == "finished" and run.store.n_positions(0) == 80
+    assert run.end.state == "finished" and run.store.n_positions(0) == 80
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_a_log_copied_alone_reads_as_the_finished_run(finished, tmp_path):
     shutil.copy(finished / LOG_NAME, tmp_path / LOG_NAME)
     run = read_run(tmp_path)
     doc = json.loads((finished / "report.json").read_text())
-    assert run.end["state"] == "finished"
+    assert run.end.state == "finished"
     assert run.store.n_positions(0) == doc["layers"]["0"]["n_positions"] == 1235
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOG_NAME]  # the reader left nothing beside it
 
@@ -83,7 +83,7 @@ def test_a_finished_log_on_read_only_media(finished, tmp_path, capsys):
         with pytest.raises(OSError):
             (mnt / "probe").write_text("")
         run = read_run(mnt)
-        assert run.end["state"] == "finished" and run.store.n_positions(2) == 1235
+        assert run.end.state == "finished" and run.store.n_positions(2) == 1235
         # `report` there: one line that says where else to write; with --out it writes elsewhere
         assert main(["report", str(mnt), "--no-plots"]) == 2
         assert "not writable (read-only media?); write the report elsewhere with --out DIR" in capsys.readouterr().err
@@ -216,14 +216,14 @@ def test_a_writer_in_another_pid_namespace_is_followed_by_its_heartbeat(tmp_path
             time.sleep(0.2)
         time.sleep(4)
         run = read_run(out)
-        assert run.header["pid_ns"] != os.stat("/proc/self/ns/pid").st_ino  # not ours: no pid to ask
+        assert run.header.fields["pid_ns"] != os.stat("/proc/self/ns/pid").st_ino  # not ours: no pid to ask
         info = run_info(run)
         assert info["state"] == "running", info
         assert not writer_alive(run.header, run.status, now=run.status["updated"] + LOST_AFTER_S + 1)
         assert p.wait(120) == 0
     finally:
         p.kill()
-    assert read_run(out).end["state"] == "finished"
+    assert read_run(out).end.state == "finished"
 
 
 def test_temporary_files_of_a_killed_writer_are_removed(finished, tmp_path):

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from ttt_tui.cli import build_parser
+from ttt_tui.live import LiveRun
 from ttt_tui.session import Session
+from ttt_tui.settings import RunSettings
 from ttt_tui.tui.app import DashboardApp, LayerPanel
 from ttt_tui.tui.chart_data import ViewSettings, chart_series, moving_average
 
@@ -21,8 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "assets" / "sample.wav"
 
 
-def make_app(tmp_path, *extra, **kw):
+def make_app(tmp_path, *extra, live=False, **kw):
+    """The dashboard on the sample; ``live``: as real runs (``LiveRun``: the model in a child process that
+    writes the run log, which the app reads), otherwise with the model in a thread of this process."""
     args = build_parser().parse_args([str(SAMPLE), "--out", str(tmp_path / "rep"), "--torch-device", "cpu", *extra])
+    if live:
+        run = LiveRun(RunSettings.from_args(args))
+        run.start()
+        return DashboardApp(run, install_signals=False, **kw)
     return DashboardApp(Session(args), install_signals=False, **kw)
 
 
@@ -255,9 +263,10 @@ def test_dashboard_crash_still_writes_report_and_exits_1(tmp_path, monkeypatch, 
     original_run = textual.app.App.run
     monkeypatch.setattr(textual.app.App, "run", lambda self, **k: original_run(self, headless=True, size=(200, 60)))
     args = build_parser().parse_args(
-        [str(SAMPLE), "--out", str(tmp_path / "rep"), "--torch-device", "cpu", "--no-plots", "--exit-on-finish"]
+        # paced: the run is still going when the app fails (its model runs before the app's first frame)
+        [str(SAMPLE), "--out", str(tmp_path / "rep"), "--torch-device", "cpu", "--no-plots", "--realtime"]
     )
-    assert run_dashboard(Session(args), exit_on_finish=True) == 1
+    assert run_dashboard(RunSettings.from_args(args), exit_on_finish=True) == 1
     err = capsys.readouterr().err
     assert "ttt-tui: internal error in the dashboard: RuntimeError: chart exploded" in err
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["run"]["interrupted"] is True
@@ -267,9 +276,7 @@ def test_dashboard_with_the_process_engine(tmp_path):
     """The engine real runs use (inference in a child): starts with an empty history, then fills and ends."""
 
     async def scenario():
-        app = make_app(tmp_path)
-        app.session.use_process_engine()
-        app.engine, app.store = app.session.engine, app.session.store
+        app = make_app(tmp_path, live=True)
         async with app.run_test(size=(200, 60)) as pilot:
             await wait_for(pilot, lambda: app.finished_handled, timeout=60)
             await pilot.pause(0.3)
@@ -362,9 +369,7 @@ def test_the_chart_follows_a_live_run_from_the_first_second(tmp_path):
     19 s), and its x axis ends where the data does."""
 
     async def scenario():
-        app = make_app(tmp_path, "--realtime", "--block-seconds", "0.25")
-        app.session.use_process_engine()  # as real runs: inference in a child, the dashboard reads its log
-        app.engine, app.store = app.session.engine, app.session.store
+        app = make_app(tmp_path, "--realtime", "--block-seconds", "0.25", live=True)  # as real runs
         lags = []
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: app.store.n_positions(0) > 0, timeout=60)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, InputError, MissingInput
+from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, MISSING_HINT, InputError, MissingInput
 from .files import WriteError
 from .settings import RunSettings
 
@@ -201,7 +201,7 @@ def report_command(argv) -> int:
     _check_window(a.window)
     from pathlib import Path
 
-    from .report import write_report
+    from .report import write_run_report
     from .runlog import read_run, run_info
 
     run = read_run(a.folder)
@@ -214,9 +214,7 @@ def report_command(argv) -> int:
     if not os.access(out, os.W_OK):  # read-only media, someone else's folder: say so before any work
         raise InputError(f"{out} is not writable (read-only media?); write the report elsewhere with --out DIR")
     info = run_info(run)
-    if a.window is not None:
-        info["window_s"] = a.window
-    paths = write_report(out, run.store, info, plots=not a.no_plots)
+    paths = write_run_report(run, out, plots=not a.no_plots, window_s=a.window)
     how = {"killed": "was cut short", "running": "is still running (a snapshot)"}.get(info["state"], info["state"])
     files = ", ".join(p.name for p in paths.values())
     print(f"report of a run that {how} written to {out}/ ({files})", file=sys.stderr)
@@ -500,17 +498,20 @@ def _run(args) -> int:
 
         print(list_devices())
         return 0
-    from .session import Session, run_headless
+    from .settings import RunSettings
 
-    try:
-        session = Session(args)
-    except MissingInput as e:  # a single run: say what to give instead (a data set lists the file as failed)
-        raise InputError(f"{e} (give the path of an audio file, --sample or --mic)") from None
+    settings = RunSettings.from_args(args)
     if args.headless or not screen_capable():
+        from .session import Session, run_headless
+
+        try:
+            session = Session(settings)
+        except MissingInput as e:  # a single run: say what to give instead (a data set lists the file as failed)
+            raise InputError(f"{e}{MISSING_HINT}") from None
         return run_headless(session)
     from .tui.run import run_dashboard
 
-    return run_dashboard(session, refresh=args.refresh, marker=args.marker, exit_on_finish=args.exit_on_finish)
+    return run_dashboard(settings, refresh=args.refresh, marker=args.marker, exit_on_finish=args.exit_on_finish)
 
 
 def console() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .backends.base import Backend
 from .errors import InputError
+from .record import RunEnd, source_counters
 from .store import LossStore
 
 
@@ -36,12 +37,16 @@ class EngineControl:
     child process of ``engine_process``): status, pause/resume/stop, wait. Subclasses set ``_paused(bool)``
     and ``_request_stop()``, and set ``_done`` when the run has ended."""
 
-    def __init__(self, source, backend: Backend, store: LossStore | None = None):
+    def __init__(self, source, backend: Backend | None, store: LossStore | None = None):
+        """``source``, ``backend``: the run's parts where this process runs the model (None where another
+        process does: the store then comes from the run log)."""
         self.source = source
         self.backend = backend
-        self.store = store or LossStore(
-            backend.layer_ids, backend.frame_rate, signal_names=backend.signal_names, outer=backend.outer_loss
-        )
+        if store is None and backend is not None:
+            store = LossStore(
+                backend.layer_ids, backend.frame_rate, signal_names=backend.signal_names, outer=backend.outer_loss
+            )
+        self.store = store
         self.status = EngineStatus()
         self.damaged: list[dict] = []  # blocks of the run log a reader could not use (``runlog``), named
         self._done = threading.Event()
@@ -93,6 +98,17 @@ class EngineControl:
     def close(self) -> None:
         """Release what the engine holds beyond the run (the process engine's semaphores), once it has ended."""
         return None
+
+    def live(self) -> dict:
+        """What the source says while it reads (the microphone's level, dropped blocks), for the screen."""
+        src = self.source
+        if src is None:
+            return {}
+        return {
+            k: getattr(src, k)
+            for k in ("level_db", "dropped_blocks", "peak_level_db")
+            if getattr(src, k, None) is not None
+        }
 
     @property
     def done(self) -> bool:
@@ -199,15 +215,17 @@ class Engine(EngineControl):
             self.ended_at = time.time()
             if self.log is not None:
                 try:
-                    end = {
-                        "state": st.state,
-                        "stop_reason": st.stop_reason,
-                        "error": st.error,
-                        "audio_s": st.audio_s,
-                        "wall_s": round(self.wall_s, 3),
-                        "compute_s": round(st.compute_s, 3),
-                        "realtime_factor": round(st.realtime_factor, 2),
-                    }
+                    end = RunEnd(
+                        state=st.state,
+                        stop_reason=st.stop_reason,
+                        error=st.error,
+                        audio_s=st.audio_s,
+                        wall_s=round(self.wall_s, 3),
+                        compute_s=round(st.compute_s, 3),
+                        realtime_factor=round(st.realtime_factor, 2),
+                        source=source_counters(self.source),
+                        log_error=self.log_error,
+                    )
                     self.log.close(end)
                 except Exception as e:  # the report is still written from the store
                     st.error = st.error or f"could not close the run log: {type(e).__name__}: {e}"

@@ -2,12 +2,13 @@
 
 The default model's inference is bound by Python-side op dispatch, so in one process it shares the GIL with
 the Textual app: on 2 cores the UI cost a quarter of the inference speed (bench/RESULTS.md). In a child
-process each has its own interpreter. The child runs the same ``Engine`` and writes the run log
-(``runlog``); a receiver thread here reads that log into the store the UI reads, with the same reader that
-``ttt-tui open`` and ``ttt-tui report`` use: the dashboard shows what the log holds, live or replayed.
-A queue carries only what is not data: the child's status (state, audio seconds, microphone level) and,
-should the log fail mid-run (a full disk), the blocks from then on, so that the dashboard and its report
-still get everything. Same interface as ``Engine``.
+process each has its own interpreter. The child builds the model and the source from the run's settings
+(this process builds neither: a Moshi checkpoint loads once), writes the run log's header (``session.
+describe_run``), runs the same ``Engine`` and writes the log. A receiver thread here follows that log into the
+store the UI reads, by the rule ``ttt-tui open`` follows a run with (``follow.LogFollow``): the dashboard shows
+what the log holds. A queue carries only what is not data: the child's status (state, audio seconds,
+microphone level) and, should the log fail mid-run (a full disk), the blocks from then on, so that the
+dashboard and its report still get everything. Same interface as ``Engine``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ import time
 from dataclasses import asdict
 
 from .engine import EngineControl
-from .store import LossStore
 
 STATUS_EVERY_S = 0.1
-
-
 POLL_S = 0.1  # how often the parent reads the log: new blocks reach the screen within this
 
 
@@ -82,28 +80,38 @@ class _LogOrQueue:
             self.log.close(end)
 
 
-def _child_main(settings: dict, q, pause_ev, stop_ev, parent_pid: int, log_header: dict | None = None) -> None:
+def _child_main(settings: dict, started: str, q, pause_ev, stop_ev, parent_pid: int) -> None:
     # The parent owns the terminal and the signals (ctrl+c, SIGHUP, SIGTERM reach the whole process group):
     # it stops us through stop_ev, after it has what we sent.
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, signal.SIG_IGN)
+    import traceback
+    from datetime import datetime
+
     from .engine import Engine
     from .errors import InputError
     from .factory import make_backend, make_source
     from .runlog import RunLogWriter
+    from .session import describe_run
     from .settings import RunSettings
 
     try:
         settings = RunSettings(**settings)
         backend = make_backend(settings)
         source = make_source(settings, backend)
-        # the inference process writes the run log
-        log = _LogOrQueue(RunLogWriter(settings.out, log_header) if log_header is not None else None, q)
-    except InputError as e:
-        q.put(("status", {"state": "error", "error": str(e)}))
+        header = describe_run(settings, backend, source, datetime.fromisoformat(started))
+        log = _LogOrQueue(RunLogWriter(settings.out, header), q)  # the inference process writes the run log
+    except InputError as e:  # bad input, a model that does not load: one line, exit 2
+        from .errors import MISSING_HINT, MissingInput
+
+        hint = MISSING_HINT if isinstance(e, MissingInput) else ""
+        q.put(("failed", {"error": f"{e}{hint}", "detail": None}))
         _leave(q)
-    q.put(("log", log.log is not None))  # the parent may open the log now
+    except Exception as e:
+        q.put(("failed", {"error": f"{type(e).__name__}: {e}", "detail": traceback.format_exc()}))
+        _leave(q)
+    q.put(("log", True))  # the parent may open the log now
     eng = Engine(source, backend, _NoStore(), out_dir=settings.out, log=log)
     eng.start()
     paused = False
@@ -131,20 +139,29 @@ def _leave(q) -> None:
 def _status(eng, source, log: _LogOrQueue) -> dict:
     st = asdict(eng.status)
     st["log_error"] = log.error or eng.log_error
-    st["level_db"] = getattr(source, "level_db", None)
-    st["dropped_blocks"] = getattr(source, "dropped_blocks", None)
-    st["peak_level_db"] = getattr(source, "peak_level_db", None)
+    st["live"] = {
+        k: getattr(source, k)
+        for k in ("level_db", "dropped_blocks", "peak_level_db")
+        if getattr(source, k, None) is not None
+    }
     return st
 
 
 class ProcessEngine(EngineControl):
-    """``Engine``'s interface, with inference in a spawned child process."""
+    """``Engine``'s interface, with the model and the source in a spawned child process. ``start`` spawns it;
+    ``wait_ready`` waits until it has made the run log (its model loaded), or failed (``failure``); then
+    ``header`` and ``store`` are the log's."""
 
-    def __init__(self, settings, source, backend, store: LossStore | None = None, log_header: dict | None = None):
-        # ``source`` is the parent's copy: duration and description; the mic level comes from the child
-        super().__init__(source, backend, store)
+    shares_gil = False
+
+    def __init__(self, settings, started: str):
+        super().__init__(None, None, None)
         self.settings = settings  # a RunSettings: the child builds its backend and source from it
-        self.log_header = log_header
+        self.started = started
+        self.header = None  # the run log's ``RunHeader``, once the child made the log
+        self.failure: dict | None = None  # the child could not start: {"error", "detail" (None: bad input)}
+        self._ready = threading.Event()
+        self._live: dict = {}
         self._ctx = mp.get_context("spawn")  # no fork of a process that holds OpenMP and Textual threads
         self._q = self._ctx.Queue()
         self._pause = self._ctx.Event()
@@ -152,18 +169,32 @@ class ProcessEngine(EngineControl):
         self._proc = None
         self.log_error: str | None = None
         self._reader = None  # the run log's reader, once the child has made the log
+        self._follow = None
 
     def start(self) -> None:
         self.started_at = time.time()
         self.status.state = "starting"
         self._proc = self._ctx.Process(
             target=_child_main,
-            args=(self.settings.to_dict(), self._q, self._pause, self._stop, os.getpid(), self.log_header),
+            args=(self.settings.to_dict(), self.started, self._q, self._pause, self._stop, os.getpid()),
             name="ttt-tui-inference",
             daemon=True,
         )
         self._proc.start()
         threading.Thread(target=self._receive, name="ttt-tui-receiver", daemon=True).start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once the log is open here (header and store set), or the run ended before (``failure``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.is_set() and not self._done.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._ready.wait(0.05 if left is None else min(0.05, left))
+        return True
+
+    def live(self) -> dict:
+        return dict(self._live)
 
     def _paused(self, paused: bool) -> None:
         if self._pause is not None:  # None: closed, the run is over
@@ -196,41 +227,26 @@ class ProcessEngine(EngineControl):
             self._proc.join(timeout=2)
         return ok
 
-    def _read_log(self) -> None:
-        """The blocks the child committed since the last read (also those of a child that was killed)."""
-        if self._reader is not None:
-            try:
-                self._reader.poll(self.store)
-            except Exception as e:  # the log went bad under us: keep what was read, say so
-                self.log_error = f"the run log could not be read: {e}"
-                self._reader = None
-
     def _open_log(self) -> None:
-        from .errors import InputError
+        from .follow import LogFollow
         from .runlog import RunLogReader
 
-        try:
-            self._reader = RunLogReader(self.settings.out)
-            self.damaged = self._reader.damaged
-        except InputError as e:
-            self.log_error = f"the run log could not be read: {e}"
+        self._reader = RunLogReader(self.settings.out)
+        self.header = self._reader.header
+        self.store = self._reader.new_store()
+        self.damaged = self._reader.damaged
+        self._follow = LogFollow(self._reader, self.store, self.status)
 
-    def _adopt_end(self) -> bool:
-        """The run log's end record, if the child wrote one, as the run's end state (seen once in CI: the child
-        exited 0 after its log's end, and its last status and "done" never came out of the queue)."""
-        if self._reader is None:
+    def _read_log(self) -> bool:
+        """The blocks the child committed since the last read; True once the log says the run ended."""
+        if self._follow is None:
             return False
         try:
-            end = self._reader.end()
-        except Exception:
+            return self._follow.step()
+        except Exception as e:  # the log went bad under us: keep what was read, say so
+            self.log_error = f"the run log could not be read: {e}"
+            self._follow = None
             return False
-        if not end:
-            return False
-        st = self.status
-        st.state, st.audio_s = end["state"], float(end.get("audio_s", st.audio_s))
-        st.stop_reason = st.stop_reason or end.get("stop_reason")
-        st.error = st.error or end.get("error")
-        return True
 
     def _receive(self) -> None:
         st = self.status
@@ -239,7 +255,8 @@ class ProcessEngine(EngineControl):
             while True:
                 if time.monotonic() - read_at >= POLL_S:
                     read_at = time.monotonic()
-                    self._read_log()
+                    if self._read_log() and self._follow.ended and st.state != "killed":
+                        return  # its end record: the log is the record
                 try:
                     kind, payload = self._q.get(timeout=POLL_S)
                 except queue.Empty:
@@ -248,8 +265,7 @@ class ProcessEngine(EngineControl):
                         # what it sent last may still be on its way (not after a stop: abandon() killed it)
                         if not self._stop.is_set() and time.monotonic() - gone_at < 1.0:
                             continue
-                        self._read_log()  # what it committed before it died
-                        if self._adopt_end():  # its log says how the run ended: the log is the record
+                        if self._read_log() and st.state != "killed":  # its log says how the run ended
                             return
                         if self._stop.is_set() and st.state not in ("finished", "error"):
                             st.state = "stopped"  # stopped while loading, and ended by abandon()
@@ -259,29 +275,35 @@ class ProcessEngine(EngineControl):
                         return
                     continue
                 if kind == "log":
-                    if payload:
+                    try:
                         self._open_log()
-                elif kind == "losses":  # the log could not take them
+                    except Exception as e:
+                        st.state, st.error = "error", f"the run log could not be read: {e}"
+                        self.failure = {"error": st.error, "detail": st.error}
+                        self._request_stop()
+                        return
+                    self._ready.set()
+                elif kind == "failed":
+                    self.failure = payload
+                    st.state, st.error, st.error_detail = "error", payload["error"], payload["detail"]
+                    return
+                elif kind in ("losses", "signals", "outer"):  # the log could not take them
                     self._read_log()  # first what the log has, so that the rows stay in order
-                    self.store.extend(payload)
-                elif kind == "signals":
-                    self.store.extend_signals(payload)
-                elif kind == "outer":
-                    self._read_log()
-                    self.store.extend_outer(payload)
+                    if self.store is not None:
+                        if kind == "losses":
+                            self.store.extend(payload)
+                        elif kind == "signals":
+                            self.store.extend_signals(payload)
+                        else:
+                            self.store.extend_outer(payload)
                 elif kind == "status":
-                    level, dropped = payload.pop("level_db", None), payload.pop("dropped_blocks", None)
-                    peak = payload.pop("peak_level_db", None)
+                    self._live = payload.pop("live", None) or self._live
                     self.log_error = payload.pop("log_error", None) or self.log_error
-                    if peak is not None:
-                        self.source.peak_level_db = peak
-                    if level is not None:
-                        self.source.level_db = level
-                    if dropped is not None:
-                        self.source.dropped_blocks = dropped
                     reason = st.stop_reason
+                    ended = self._follow is not None and self._follow.ended
                     for k, v in payload.items():
-                        setattr(st, k, v)
+                        if not (ended and k in ("state", "audio_s")):  # the end record has the last word
+                            setattr(st, k, v)
                     if reason is not None:  # the parent knows why it stopped the child
                         st.stop_reason = reason
                     if self._pause.is_set() and st.state == "running":

@@ -11,4 +11,8 @@ class InputError(Exception):
 
 
 class MissingInput(InputError):
-    """The audio file does not exist. A single run adds what to give instead; a data set lists it as failed."""
+    """The audio file does not exist. A single run adds what to give instead (``MISSING_HINT``); a data set
+    lists it as failed."""
+
+
+MISSING_HINT = " (give the path of an audio file, --sample or --mic)"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -37,6 +36,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import pid_runs
+from .record import RunEnd, RunHeader
 from .store import LossStore
 
 LOG_NAME = "run.sqlite"
@@ -144,12 +144,13 @@ class RunLogWriter:
         self._state = (state, audio_s)
         self._write_status()
 
-    def close(self, end: dict) -> None:
+    def close(self, end: RunEnd | dict) -> None:
         """The end record, then the log made one self-contained file (``self_contained``)."""
         self._beating.set()
+        end = end.to_dict() if isinstance(end, RunEnd) else end
         with self._lock:
             with self._db:
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('end', ?)", (json.dumps(end),))
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('end', ?)", (json.dumps(end, default=str),))
             self_contained(self._db)
             self._db.close()
 
@@ -179,9 +180,9 @@ class LoggedRun:
     """What a run log holds, read back."""
 
     folder: Path
-    header: dict
+    header: RunHeader
     store: LossStore
-    end: dict | None  # None: the run did not end (killed, or still running)
+    end: RunEnd | None  # None: the run did not end (killed, or still running)
     status: dict = field(default_factory=dict)
     damaged: list = field(default_factory=list)  # blocks that could not be used (``RunLogReader.damaged``)
 
@@ -213,15 +214,13 @@ class RunLogReader:
                 raise InputError(
                     f"{self.path} was written by a newer ttt-tui (log format {fmt}, this one reads {FORMAT})"
                 )
-            self.header = json.loads(meta["header"])
-            self.layer_ids = [int(x) for x in self.header["layer_ids"]]
-            self.signal_names = tuple(self.header.get("signal_names", ()))
-            self.frame_rate = float(self.header["frame_rate"])
-            if not (math.isfinite(self.frame_rate) and self.frame_rate > 0):
-                raise ValueError(f"frame_rate {self.header['frame_rate']!r} is not a positive number")
-            self.outer = bool(self.header.get("outer_loss", False))
+            self.header = RunHeader.from_dict(json.loads(meta["header"]), str(self.path))
         except (KeyError, ValueError, TypeError) as e:
             raise InputError(f"{self.path} is not a readable run log ({type(e).__name__}: {e})") from None
+        self.layer_ids = list(self.header.layer_ids)
+        self.signal_names = self.header.signal_names
+        self.frame_rate = self.header.frame_rate
+        self.outer = self.header.outer_loss
         self.damaged: list[dict] = []  # blocks that could not be used: layer, kind, start, end, why
         self._last_id = 0
         self._expect: dict = {}
@@ -329,18 +328,15 @@ class RunLogReader:
         finally:
             self._db.execute("COMMIT")
 
-    def end(self) -> dict | None:
+    def end(self) -> RunEnd | None:
         meta = self._meta()
         if "end" not in meta:
             return None
         try:
             end = json.loads(meta["end"])
-            if not isinstance(end, dict) or not isinstance(end.get("state"), str):
-                raise ValueError("no state")
-            float(end.get("audio_s", 0.0))
-        except (ValueError, TypeError) as e:
+        except ValueError as e:
             raise InputError(f"{self.path}: its end record is damaged ({e}); nothing can trust it") from None
-        return end
+        return RunEnd.from_dict(end, str(self.path))
 
     def status(self) -> dict:
         row = self._db.execute("SELECT state, audio_s, wall_s, updated FROM status WHERE id = 1").fetchone()
@@ -386,19 +382,22 @@ def read_run(folder: str | Path) -> LoggedRun:
 def run_info(run: LoggedRun) -> dict:
     """The report's run section from a log: the header, updated with how the run ended, or, for a run that did
     not end, where its log stops (killed) or that its writer still runs."""
-    info = dict(run.header)
+    info = dict(run.header.fields)
     end = run.end
     if end is not None:
         info.update(
-            state=end["state"],
-            interrupted=end["state"] != "finished",
-            stop_reason=end.get("stop_reason"),
-            error=end.get("error"),
-            duration_s=round(float(end.get("audio_s", 0.0)), 4),
+            state=end.state,
+            interrupted=end.state != "finished",
+            stop_reason=end.stop_reason,
+            error=end.error,
+            duration_s=round(end.audio_s, 4),
+            **end.source,  # what the source counted (NaN samples replaced, dropped blocks), known at the end
         )
+        if end.log_error:
+            info["log_error"] = end.log_error
         for key in ("wall_s", "realtime_factor"):  # how long it took, as its writer measured (not the header's 0)
-            if end.get(key) is not None:
-                info[key] = end[key]
+            if getattr(end, key) is not None:
+                info[key] = getattr(end, key)
     else:
         audio_s = float(run.status.get("audio_s", 0.0))
         positions = max((run.store.n_positions(i) for i in run.store.layer_ids), default=0)
@@ -468,7 +467,7 @@ def writer_identity() -> dict:
     }
 
 
-def writer_alive(header: dict, status: dict | None = None, now: float | None = None) -> bool:
+def writer_alive(header: RunHeader | dict, status: dict | None = None, now: float | None = None) -> bool:
     """Whether the process that writes a log (that has no end record) still runs.
 
     - The same machine, boot and PID namespace (the header says where it was written): its pid runs, and
@@ -477,6 +476,8 @@ def writer_alive(header: dict, status: dict | None = None, now: float | None = N
       heartbeat, the status row's ``updated`` time, refreshed every ``HEARTBEAT_S`` while it runs: alive while
       it is at most ``LOST_AFTER_S`` old (the two clocks must agree within a few seconds, as NTP keeps them).
     - Logs of an earlier version (no host in the header): its pid, as before."""
+    if isinstance(header, RunHeader):
+        header = header.fields
     pid = header.get("pid")
     if "host" not in header:
         return bool(pid) and pid_runs(int(pid))

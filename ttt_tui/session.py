@@ -1,5 +1,7 @@
-"""One monitoring session, whatever the front end: build source, backend, store and engine from the
-command-line options, and write the report (with what was seen, also after an interruption or an error)."""
+"""A run in this process (headless, and each file of ``eval``): build source, backend, store and engine from
+the run's settings, write the run log as it goes, and write the report from that log (with what was seen, also
+after an interruption or an error). The dashboard's run is ``live.LiveRun``: its model runs in a child process
+that does what this module does."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from .engine import Engine
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from .factory import make_backend, make_source
 from .files import prepare_out_dir
-from .report import default_out_dir, write_report
+from .record import RunEnd, RunHeader, source_counters
+from .report import default_out_dir, write_run_report
+from .runlog import LoggedRun, read_run
 from .settings import RunSettings
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -51,21 +55,13 @@ class Session:
             self._lock = None
         self.engine.close()
 
-    def use_process_engine(self) -> None:
-        """Run inference in a child process (the dashboard: no GIL shared with the UI); it writes the run log."""
-        from .engine_process import ProcessEngine
-
-        self.engine = ProcessEngine(self.settings, self.source, self.backend, self.store, log_header=self.log_header())
-
     def log_header(self) -> dict:
-        """What the run log says of the run before its first block (``runlog``): the report's run section as it
-        stands, and what a reader needs to rebuild the store."""
-        return {
-            **self.run_info(),
-            "layer_ids": self.store.layer_ids,
-            "signal_names": list(self.store.signal_names),
-            "outer_loss": self.store.has_outer,
-        }
+        """What the run log says of the run before its first block (``record.RunHeader``)."""
+        return describe_run(self.settings, self.backend, self.source, self.started)
+
+    @property
+    def header(self) -> RunHeader:
+        return RunHeader.from_dict(self.log_header())
 
     def open_log(self) -> None:
         """The run log, written by this process's engine (headless)."""
@@ -83,66 +79,90 @@ class Session:
             self.signal_received = signum
         self.engine.stop(signal.Signals(signum).name)
 
-    def run_info(self) -> dict:
-        import numpy
-        import torch
-
+    def logged_run(self) -> LoggedRun:
+        """The run's record, as every report is written from it: its log, once the engine has closed it; the
+        store in memory with the engine's status if the log could not be kept whole (a full disk mid-run) or the
+        engine has not ended (a model still loading when a signal came)."""
         st = self.engine.status
-        details = self.backend.describe()
-        return {
-            "input": "microphone" if self.settings.mic else str(self.settings.input),
-            **{k: v for k, v in self.source.describe().items() if k not in ("input", "duration_s")},
-            "input_duration_s": getattr(self.source, "duration_s", None),
-            "duration_s": round(st.audio_s, 4),
-            "sample_rate": self.backend.sample_rate,
-            "frame_rate": self.backend.frame_rate,
-            "model": self.backend.name,
-            "checkpoint": self.settings.checkpoint or None,
-            "device": self.backend.device,
-            "lr_scale": getattr(self.backend, "lr_scale", None),
-            "mini_batch_size": getattr(self.backend, "mini_batch_size", None),
-            "versions": {
-                "ttt_tui": __version__,
-                "torch": torch.__version__,
-                "numpy": numpy.__version__,
-                "python": platform.python_version(),
-            },
-            "started": self.started.isoformat(timespec="seconds"),
-            "window_s": self.settings.window,
-            "wall_s": round(self.engine.wall_s, 3),
-            "realtime_factor": round(st.realtime_factor, 2),
-            "state": st.state,
-            "interrupted": st.state != "finished",
-            "stop_reason": st.stop_reason,
-            "error": st.error,
-            "dropped_blocks": getattr(self.source, "dropped_blocks", None),
-            "log_error": getattr(self.engine, "log_error", None),
-            "notes": self.backend.notes(),
-            "audit": self.backend.audit(),
-            "decoding": details.get("decoding"),
-            "model_details": details,
-        }
+        log_whole = self.engine.done and getattr(self.engine, "log", None) is not None and not self.engine.log_error
+        if log_whole:
+            return read_run(self.out_dir)
+        end = RunEnd(
+            state=st.state if st.state in ("finished", "stopped", "error") else "stopped",
+            audio_s=st.audio_s,
+            stop_reason=st.stop_reason,
+            error=st.error,
+            wall_s=round(self.engine.wall_s, 3),
+            compute_s=round(st.compute_s, 3),
+            realtime_factor=round(st.realtime_factor, 2),
+            source=source_counters(self.source),
+            log_error=getattr(self.engine, "log_error", None),
+        )
+        return LoggedRun(self.out_dir, self.header, self.store, end)
 
     def write_report(self) -> dict:
-        self.report_paths = write_report(self.out_dir, self.store, self.run_info(), plots=not self.settings.no_plots)
-        if self.settings.tensorboard:
-            from .report.tensorboard import export
-
-            export(self.store, self.settings.tensorboard, self.out_dir.name)
-        audio = self.out_dir / "output.wav"  # written by the engine (thread or process) when the run ended
-        if audio.exists():
-            self.report_paths["audio"] = audio
+        self.report_paths = write_run_report(
+            self.logged_run(), self.out_dir, plots=not self.settings.no_plots, tensorboard=self.settings.tensorboard
+        )
         return self.report_paths
 
     def exit_code(self) -> int:
-        """The signal's code if a signal cut the run short; a signal after the audio's end changed nothing of
-        the report (``interrupted`` false), so the run's own code stands, as the report says."""
-        st = self.engine.status
-        if self.signal_received is not None and st.state != "finished":
-            return SIGNAL_EXIT[self.signal_received]
-        if st.state == "error":
-            return EXIT_USAGE if st.error_detail is None else EXIT_INTERNAL
-        return EXIT_OK
+        return exit_code(self.engine.status, self.signal_received)
+
+
+def exit_code(st, signal_received: int | None) -> int:
+    """The signal's code if a signal cut the run short; a signal after the audio's end changed nothing of the
+    report (``interrupted`` false), so the run's own code stands, as the report says."""
+    if signal_received is not None and st.state != "finished":
+        return SIGNAL_EXIT[signal_received]
+    if st.state == "error":
+        return EXIT_USAGE if st.error_detail is None else EXIT_INTERNAL
+    return EXIT_OK
+
+
+def describe_run(settings: RunSettings, backend, source, started: datetime) -> dict:
+    """The run log's header (``record.RunHeader``; the report's run block): what runs, on what, what a position
+    is; written by the process that runs the model, before the first block. How the run ended comes with the
+    end record (``record.RunEnd``)."""
+    import numpy
+    import torch
+
+    details = backend.describe()
+    return {
+        "input": "microphone" if settings.mic else str(settings.input),
+        **{k: v for k, v in source.describe().items() if k not in ("input", "duration_s")},
+        "input_duration_s": getattr(source, "duration_s", None),
+        "duration_s": 0.0,
+        "sample_rate": backend.sample_rate,
+        "frame_rate": backend.frame_rate,
+        "position_unit": "audio frame",
+        "layer_ids": list(backend.layer_ids),
+        "signal_names": list(backend.signal_names),
+        "outer_loss": bool(backend.outer_loss),
+        "model": backend.name,
+        "checkpoint": settings.checkpoint or None,
+        "device": backend.device,
+        "lr_scale": getattr(backend, "lr_scale", None),
+        "mini_batch_size": getattr(backend, "mini_batch_size", None),
+        "versions": {
+            "ttt_tui": __version__,
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "python": platform.python_version(),
+        },
+        "started": started.isoformat(timespec="seconds"),
+        "window_s": settings.window,
+        "wall_s": 0.0,
+        "realtime_factor": 0.0,
+        "state": "running",
+        "interrupted": False,
+        "stop_reason": None,
+        "error": None,
+        "notes": backend.notes(),
+        "audit": backend.audit(),
+        "decoding": details.get("decoding"),
+        "model_details": details,
+    }
 
 
 def speed_words(realtime_factor: float, paced: bool) -> str:

@@ -40,7 +40,7 @@ def run_state(folder: Path) -> str | None:
     except Exception as e:  # a log that cannot be read is not a file that was never run: say why
         return f"damaged: {e}"
     if end:
-        return end["state"]
+        return end.state
     return "running" if writer_alive(header, status) else "killed"
 
 
@@ -127,7 +127,7 @@ class Merger:
         """A finished run, read once: its rows into the sums, its own numbers into its entry."""
         run = read_run(entry["folder"])
         self.frame_rate = self.frame_rate or run.store.frame_rate
-        entry["duration_s"] = run.header.get("input_duration_s")
+        entry["duration_s"] = run.header.input_duration_s
         layers = {}
         for L in run.store.layer_ids:
             _, data = run.store.view(L)
@@ -135,7 +135,7 @@ class Merger:
             self.pooled.setdefault(L, LayerStats()).update(data, run.store.valid(L))
             s = run.store.summary(L)
             layers[str(L)] = {
-                **layer_headline(run.store, L, run.header.get("window_s")),  # verdict, headline, over_time
+                **layer_headline(run.store, L, run.header.window_s),  # verdict, headline, over_time
                 "n_positions": s["n_positions"],
                 "violation_rate": s["violation_rate"],
                 "avg_improvement": s["avg_improvement"],

@@ -128,11 +128,10 @@ def _verdict(session, layer_id: int) -> str:
 
 def _report_from_log(folder: Path, plots: bool) -> None:
     """A finished run whose report is missing: written from its log, as `ttt-tui report` does."""
-    from ..report import write_report
-    from ..runlog import read_run, run_info
+    from ..report import write_run_report
+    from ..runlog import read_run
 
-    run = read_run(folder)
-    write_report(folder, run.store, run_info(run), plots=plots)
+    write_run_report(read_run(folder), folder, plots=plots)
 
 
 class Distributed:

@@ -167,3 +167,23 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
             with atomic(paths["outer_png"]) as tmp:
                 plot_outer(tmp, outer, outer_s, store.frame_rate)
     return paths
+
+
+def write_run_report(run, out_dir: Path, plots: bool = True, tensorboard: str | None = None, window_s=None) -> dict:
+    """The report of a run from its record (``runlog.LoggedRun``: a run log read back, or a run in memory whose
+    log could not be kept whole): the one path by which every run's report is written (headless, dashboard,
+    each file of eval, ``ttt-tui report``)."""
+    from ..runlog import run_info
+
+    info = run_info(run)
+    if window_s is not None:
+        info["window_s"] = window_s
+    paths = write_report(out_dir, run.store, info, plots=plots)
+    if tensorboard:
+        from .tensorboard import export
+
+        export(run.store, tensorboard, Path(out_dir).name)
+    audio = Path(run.folder) / "output.wav"  # what the model said, written by the engine when the run ended
+    if audio.exists():
+        paths["audio"] = audio
+    return paths

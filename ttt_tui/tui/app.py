@@ -1,7 +1,10 @@
 """The dashboard: a header, one chart + counters per TTT layer, the findings, the keys.
 
-Inference runs in the engine's thread; the app polls the store from timers (counters at 4 Hz, charts at
-``--refresh`` Hz) and redraws a chart only when its layer's data or the view changed and it is visible.
+What it shows comes from a run's record: the run log's header (``record.RunHeader``) and the store its engine
+fills, whatever fills it (a live run's inference process through its log, ``live.LiveRun``; a saved or remote
+run's log, ``tui.opened``; a thread in this process, in tests). The app polls the store from timers (counters
+at 4 Hz, charts at ``--refresh`` Hz) and redraws a chart only when its layer's data or the view changed and it
+is visible.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .. import outer as outer_stats
 from ..diagnosis import diagnose
 from ..headline import WARNED, over_time, story_words, verdict_words
 from ..runlog import damage_text
-from ..session import SIGNAL_EXIT, Session, speed_words
+from ..session import SIGNAL_EXIT, speed_words
 from ..windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
 from .axes import (
     apply_x,
@@ -440,12 +443,14 @@ class DashboardApp(App):
 
     def __init__(
         self,
-        session: Session,
+        session,
         refresh_hz: float = 2.0,
         marker: str = "braille",
         exit_on_finish: bool = False,
         install_signals: bool = True,
     ):
+        """``session``: the run (``live.LiveRun``, ``tui.opened.OpenedRun``, or a ``session.Session``): its
+        ``header``, ``store``, ``engine``, ``settings``, ``out_dir``, ``write_report()``, ``exit_code()``."""
         super().__init__()
         self.session = session
         self.engine = session.engine
@@ -465,9 +470,11 @@ class DashboardApp(App):
         self.last_forced_at = 0.0  # when a key last asked for a redraw
         self._round_at = 0.0
         self._round_cost = 0.0
-        self.notes = session.backend.notes()
-        self.audit = session.backend.audit()
-        self.gates = session.backend.describe().get("effective_gate", {})
+        header = session.header  # the run log's header (``record.RunHeader``): all the app knows of the model
+        self.header = header
+        self.notes = list(header.notes)
+        self.audit = list(header.audit)
+        self.gates = header.model_details.get("effective_gate", {})
         self.compact = False  # too few rows for every chart: the selected layer's chart, the others one line each
         self.window_s = float(session.settings.window or DEFAULT_WINDOW_S)
         self._outer_now: tuple[int, dict] | None = None  # (positions, outer_now) of the last computation
@@ -506,7 +513,8 @@ class DashboardApp(App):
         if self.install_signals:
             for sig in SIGNAL_EXIT:
                 signal.signal(sig, self._on_signal)
-        self.engine.start()
+        if self.engine.started_at is None:  # a live run's inference process started before (``LiveRun``)
+            self.engine.start()
         self.set_interval(0.25, self.refresh_status)
         self.set_interval(1.0 / self.refresh_hz, self.refresh_charts)
         self.refresh_status()
@@ -516,8 +524,7 @@ class DashboardApp(App):
         """Two lines that never wrap (a long one is cut, not pushed off): the state and progress first, then
         what runs and where the report goes."""
         st = self.engine.status
-        src = self.session.source
-        total = getattr(src, "duration_s", None)
+        total = self.header.input_duration_s
         narrow = self.size.width < 120
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {st.state.upper()} ", style=f"bold reverse {STATE_STYLE.get(st.state, '')}")
@@ -539,7 +546,7 @@ class DashboardApp(App):
         if self.report_note:
             t.append(f"  {self.report_note}", style="bold red" if self.report_note.startswith("report failed") else "")
         t.append(f"  {'microphone' if self.session.settings.mic else self.session.settings.input}", style="bold")
-        t.append(f"  model: {self.session.backend.name}  device: {self.session.backend.device}")
+        t.append(f"  model: {self.header.model}  device: {self.header.device}")
         return t
 
     def outer_now(self) -> dict | None:
@@ -679,14 +686,13 @@ class DashboardApp(App):
         text = newline.join(shown) if shown else Text("waiting for data...", style="dim")
         self.query_one("#findings-text", Static).update(text)
         if self.session.settings.mic:
-            src = self.session.source
-            level = max(-60.0, min(0.0, src.level_db))
-            bar = int((level + 60) / 60 * 30)
+            live = self.engine.live()  # the microphone's level, from the process that reads it
+            level_db, dropped = float(live.get("level_db", -120.0)), int(live.get("dropped_blocks", 0))
+            bar = int((max(-60.0, min(0.0, level_db)) + 60) / 60 * 30)
             self.query_one("#mic", Static).update(
                 Text(
-                    f" input level {'█' * bar}{'·' * (30 - bar)} {src.level_db:6.1f} dBFS   "
-                    f"dropped blocks {src.dropped_blocks}",
-                    style="bold red" if src.dropped_blocks else "",
+                    f" input level {'█' * bar}{'·' * (30 - bar)} {level_db:6.1f} dBFS   dropped blocks {dropped}",
+                    style="bold red" if dropped else "",
                 )
             )
         if self.engine.done and not self.finished_handled:

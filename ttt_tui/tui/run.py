@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
-from ..session import Session
+from ..live import LiveRun
+from ..session import SIGNAL_EXIT
+from ..settings import RunSettings
 
 
 @contextlib.contextmanager
@@ -49,29 +52,73 @@ def size_from_the_terminal() -> None:
         os.environ.pop(var, None)
 
 
-def run_dashboard(session: Session, refresh: float = 2.0, marker: str = "braille", exit_on_finish: bool = False) -> int:
+class _Interrupted(Exception):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def start_live_run(settings: RunSettings) -> LiveRun:
+    """The dashboard's run, started: the inference process loads the model and makes the run log while a line
+    on the terminal says how long it has waited. A signal meanwhile (ctrl+c, SIGTERM, a closed SSH session)
+    ends the child and leaves nothing behind (nothing was run); bad input: ``InputError``."""
+    run = LiveRun(settings)
+
+    def on_signal(signum, frame):
+        raise _Interrupted(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
+    tty = sys.stderr.isatty()
+
+    def waiting(seconds: float) -> None:
+        if tty and seconds >= 2:
+            sys.stderr.write(f"\rttt-tui: loading the model ({seconds:.0f} s)\x1b[K")
+            sys.stderr.flush()
+
+    try:
+        run.start(waiting)
+    except _Interrupted as e:
+        run.engine.abandon()
+        run.engine.wait(5)
+        run.release()
+        raise SignalExit(e.signum) from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if tty:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    return run
+
+
+class SignalExit(Exception):
+    """A signal before the run started: nothing to report; the exit code is the signal's."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name} while the model loaded; nothing was run")
+        self.code = SIGNAL_EXIT[signum]
+
+
+def run_dashboard(
+    settings: RunSettings, refresh: float = 2.0, marker: str = "braille", exit_on_finish: bool = False
+) -> int:
     from .app import DashboardApp
 
-    session.use_process_engine()
-
+    try:
+        session = start_live_run(settings)
+    except SignalExit as e:
+        print(f"ttt-tui: {e}", file=sys.stderr)
+        return e.code
     size_from_the_terminal()
     app = DashboardApp(session, refresh_hz=refresh, marker=marker, exit_on_finish=exit_on_finish)
-    # The UI shares the GIL with the inference thread, whose op dispatch holds it in bursts: a shorter switch
-    # interval lets key presses through faster (bench/bench_tui.py measures latency and throughput).
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.001)
-    try:
-        with library_output_to(session.out_dir / "library_output.log"):
-            app.run()
-    finally:
-        sys.setswitchinterval(interval)
+    with library_output_to(session.out_dir / "library_output.log"):  # the model runs in the child process
+        app.run()
     try:
         return _after(app, session)
     finally:
         session.release()
 
 
-def _after(app, session: Session) -> int:
+def _after(app, session: LiveRun) -> int:
     """The exit code and the last lines, once the app has ended."""
     if app.finished_code is None and app.return_code:  # the app itself failed: keep what was seen, say so
         session.engine.stop("dashboard error")
