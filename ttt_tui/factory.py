@@ -11,7 +11,7 @@ from .settings import RunSettings
 
 
 def make_backend(args: RunSettings):
-    from .backends import EmbeddedBackend
+    from .backends import backend_class
 
     device = args.torch_device
     if device:
@@ -28,7 +28,7 @@ def make_backend(args: RunSettings):
         )
     if not math.isfinite(args.lr_scale):
         raise InputError("--lr-scale must be a finite number")
-    return EmbeddedBackend(lr_scale=args.lr_scale, mini_batch_size=args.mini_batch, device=device)
+    return backend_class("embedded")(lr_scale=args.lr_scale, mini_batch_size=args.mini_batch, device=device)
 
 
 MAX_MINI_BATCH = 4096
@@ -67,7 +67,7 @@ MOSHI_FLAGS = (
 
 
 def make_moshi_backend(args: RunSettings, device):
-    from .backends.moshi_ttt import MoshiBackend
+    from .backends import backend_class
 
     if args.lr_scale != 1.0 or args.mini_batch is not None:
         raise InputError("--lr-scale and --mini-batch are for the embedded model; a checkpoint brings its own")
@@ -77,7 +77,7 @@ def make_moshi_backend(args: RunSettings, device):
         raise InputError("--seed seeds the sampling; --greedy does not sample: give one of them")
     if args.teacher_forced and (args.greedy or args.seed is not None):
         raise InputError("--teacher-forced samples nothing (the recording is the audio stream): drop --greedy/--seed")
-    return MoshiBackend(
+    return backend_class("moshi-ttt")(
         args.checkpoint,
         hf_repo=args.hf_repo,
         moshi_weight=args.moshi_weight,

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .ttt import LOSS_NAMES
+from .record import LOSS_NAMES
 
 TREND_BIN = 256  # positions per bin of the running sums used for the quarter means
 
