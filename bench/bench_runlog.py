@@ -79,7 +79,7 @@ def synthetic_log(folder: Path, hours: float, layers: int = 3, crc: bool = True)
     try:
         t0 = time.perf_counter()
         w = runlog.RunLogWriter(folder, header, heartbeat_s=1e9)
-        for k, start in enumerate(range(0, n, per_block)):
+        for k in range(-(-n // per_block)):
             rows = np.roll(noise, k, 0)[:per_block] + base
             w.extend({L: rows for L in range(layers)})
         w.close({"state": "finished", "audio_s": n / RATE})
