@@ -138,6 +138,7 @@ def describe_run(settings: RunSettings, backend, source, started: datetime) -> d
         "position_unit": "audio frame",
         "layer_ids": list(backend.layer_ids),
         "signal_names": list(backend.signal_names),
+        "signal_labels": dict(getattr(backend, "signal_labels", {})),
         "outer_loss": bool(backend.outer_loss),
         "model": backend.name,
         "checkpoint": settings.checkpoint or None,

@@ -46,6 +46,8 @@ class Backend(ABC):
 
     # Optional: what a backend knows beyond the three losses.
     signal_names: tuple[str, ...] = ()  # per-token inner-loop signals, columns of ``take_signals`` blocks
+    # per signal, how screens and reports name it: {"short": on the dashboard's counters, "long": in the report}
+    signal_labels: dict[str, dict[str, str]] = {}
 
     def take_signals(self) -> dict[int, np.ndarray]:
         """Per layer, the signals of the tokens of the last ``take_losses`` call: float32 [n, len(signal_names)]."""

@@ -34,15 +34,9 @@ def _lprev_trend_word(s: dict, verdict: str) -> str:
     return _trend_word(s["lprev_trend"], "adapting")
 
 
-SIGNAL_LABELS = {
-    "grad_norm": "inner gradient norm",
-    "weight_change": "||W_t - W0|| / ||W0||",
-    "step_size": "mean step size (lr)",
-}
-
-
-def signal_lines(s: dict, gate: dict | None) -> list[str]:
-    """The inner-loop signals their troubleshooting guide asks for (Moshi-TTT checkpoints)."""
+def signal_lines(s: dict, gate: dict | None, labels: dict | None = None) -> list[str]:
+    """The inner-loop signals their troubleshooting guide asks for (Moshi-TTT checkpoints); ``labels``: the
+    backend's words for them (the run log's header, ``signal_labels``)."""
     sig = s.get("signals") or {}
     if not sig and gate is None:
         return []
@@ -53,17 +47,22 @@ def signal_lines(s: dict, gate: dict | None) -> list[str]:
             f"max={gate['max']:.4f}"
         )
     for name, d in sig.items():
-        lines.append(
-            f"   {SIGNAL_LABELS.get(name, name)}: mean={d['mean']:.4g}, min={d['min']:.4g}, max={d['max']:.4g}, "
-            f"last={d['last']:.4g}"
-        )
+        label = (labels or {}).get(name, {}).get("long", name)
+        lines.append(f"   {label}: mean={d['mean']:.4g}, min={d['min']:.4g}, max={d['max']:.4g}, last={d['last']:.4g}")
     return lines + [""]
 
 
 def layer_section(
-    layer_id: int, s: dict, verdict: str, fs: list[Finding], gate: dict | None = None, windows=None
+    layer_id: int,
+    s: dict,
+    verdict: str,
+    fs: list[Finding],
+    gate: dict | None = None,
+    windows=None,
+    labels: dict | None = None,
 ) -> list[str]:
-    """``windows``: the layer's ``LayerWindows``, for the headline's time story (``headline``)."""
+    """``windows``: the layer's ``LayerWindows``, for the headline's time story (``headline``); ``labels``: the
+    backend's words for its signals."""
     n = s["n_positions"]
     lines = ["=" * 60, f"LAYER {layer_id} ANALYSIS", "=" * 60, ""]
     lost = s.get("missing", 0)
@@ -102,7 +101,7 @@ def layer_section(
     if said["over_time"] is not None:
         lines.append("   (overall: the whole run's verdict; then the regime over time that disagrees with it, below)")
     lines.append("")
-    lines += signal_lines(s, gate)
+    lines += signal_lines(s, gate, labels)
     if s["trend_available"] and not math.isnan(s["l0_trend"]):
         lines += [
             "📉 Trend Analysis:",
@@ -183,7 +182,7 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]], outer:
         lines += text_lines(outer) + [""]
     gates = (run.get("model_details") or {}).get("effective_gate", {})
     for layer_id, (s, verdict, fs, lw) in layers.items():
-        lines += layer_section(layer_id, s, verdict, fs, gates.get(str(layer_id)), lw)
+        lines += layer_section(layer_id, s, verdict, fs, gates.get(str(layer_id)), lw, run.get("signal_labels"))
         lines += over_time(layer_id, lw)
     return "\n".join(lines) + "\n"
 

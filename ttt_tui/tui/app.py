@@ -115,9 +115,6 @@ def fmt(x: float, digits: int = 4) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-SIGNAL_LABELS = (("grad_norm", "|grad|"), ("weight_change", "|W-W0|/|W0|"), ("step_size", "step"))
-
-
 FINDINGS_ROWS, FINDINGS_ROWS_COMPACT = 8, 4  # the findings box's height, borders included (CSS below)
 
 
@@ -224,6 +221,7 @@ class LayerPanel(Vertical):
         windows=None,
         narrow: bool = False,
         collapsed: bool = False,
+        labels: dict | None = None,
     ) -> None:
         """The counters: the whole run, the chart's legend for its view, the last window and the regime
         (``recent``: ``windows.sliding_summary``; ``windows``: the layer's ``LayerWindows``). ``words``: the
@@ -280,10 +278,9 @@ class LayerPanel(Vertical):
             t.append("\n ")
             if gate is not None:
                 t.append(f"gate {gate['mean']:.3f} [{gate['min']:.3f}..{gate['max']:.3f}]  ")
-            for name, label in SIGNAL_LABELS:
-                d = (signals or {}).get(name)
-                if d is not None:
-                    t.append(f"{label} {d['last']:.3g} (mean {d['mean']:.3g})  ")
+            for name, d in (signals or {}).items():  # the backend's words for them (the log's header)
+                label = (labels or {}).get(name, {}).get("short", name)
+                t.append(f"{label} {d['last']:.3g} (mean {d['mean']:.3g})  ")
         self.query_one(".counters", Static).update(t)
 
     @staticmethod
@@ -668,6 +665,7 @@ class DashboardApp(App):
                 windows=lw,
                 narrow=narrow,
                 collapsed=panel.has_class("collapsed"),
+                labels=self.header.signal_labels,
             )
             for c in lw.changes(layer):  # what the whole-run means hide: the regime changed, and when
                 entry(layer, ("change: ", "bold yellow"), (c["finding"], "yellow"))

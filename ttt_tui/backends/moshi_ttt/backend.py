@@ -284,6 +284,11 @@ class MoshiBackend(Backend):
         return self.frame_samples / self.sample_rate  # one frame: every step is padded to a whole mini-batch
 
     signal_names = SIGNAL_NAMES
+    signal_labels = {
+        "grad_norm": {"short": "|grad|", "long": "inner gradient norm"},
+        "weight_change": {"short": "|W-W0|/|W0|", "long": "||W_t - W0|| / ||W0||"},
+        "step_size": {"short": "step", "long": "mean step size (lr)"},
+    }
 
     def _gate_stats(self) -> dict[int, dict]:
         """Read from the checkpoint, without loading the model (the dashboard's process shows them too)."""
