@@ -40,7 +40,7 @@ class Session:
         name = "microphone" if settings.mic else settings.input
         self.out_dir = Path(settings.out) if settings.out else default_out_dir(name)
         self._lock = prepare_out_dir(self.out_dir, force=settings.force)  # held for the run
-        # the dashboard's inference process writes the model's outputs and the run log there too
+        # the engine writes the model's outputs and the run log there
         self.settings = replace(settings, out=str(self.out_dir))
         self.engine = Engine(self.source, self.backend, out_dir=self.out_dir)
         self.store = self.engine.store
