@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ttt_tui.backends import EmbeddedBackend  # noqa: E402
-from ttt_tui.backends.default_model import ASSETS  # noqa: E402
+from ttt_tui.backends.embedded.default_model import ASSETS  # noqa: E402
 from ttt_tui.sources import FileSource  # noqa: E402
 from ttt_tui.ttt import _forward, _head_ln, _ln_fwd  # noqa: E402
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import resource, sys, json
 from ttt_tui.cli import build_parser
-from ttt_tui.session import Session, run_headless
+from ttt_tui.run.session import Session, run_headless
 args = build_parser().parse_args(sys.argv[1:])
 s = Session(args)
 code = run_headless(s, progress_every=30)

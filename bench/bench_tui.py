@@ -33,12 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 from ttt_tui.backends.base import Backend  # noqa: E402
 from ttt_tui.cli import build_parser  # noqa: E402
-from ttt_tui.engine import Engine  # noqa: E402
-from ttt_tui.live import LiveRun  # noqa: E402
-from ttt_tui.record import RunHeader  # noqa: E402
-from ttt_tui.session import Session  # noqa: E402
-from ttt_tui.settings import RunSettings  # noqa: E402
-from ttt_tui.store import LossStore  # noqa: E402
+from ttt_tui.record.schema import RunHeader  # noqa: E402
+from ttt_tui.record.store import LossStore  # noqa: E402
+from ttt_tui.run.engine import Engine  # noqa: E402
+from ttt_tui.run.live import LiveRun  # noqa: E402
+from ttt_tui.run.session import Session  # noqa: E402
+from ttt_tui.run.settings import RunSettings  # noqa: E402
 from ttt_tui.tui.app import DashboardApp, LayerPanel  # noqa: E402
 
 

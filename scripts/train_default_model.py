@@ -30,13 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ttt_tui.backends.default_model import (  # noqa: E402
-    ASSETS,
-    DefaultAudioModel,
-    DefaultModelConfig,
-    save_default_model,
-)
-from ttt_tui.stats import summarize  # noqa: E402
+from ttt_tui.analysis.stats import summarize  # noqa: E402
+from ttt_tui.backends.embedded.default_model import ASSETS, DefaultAudioModel, DefaultModelConfig, save_default_model  # noqa: E402
 
 PS = Path("/usr/share/pocketsphinx/test/data")
 LICENSES = Path("/usr/share/common-licenses")

@@ -11,7 +11,7 @@ import pytest
 from rich.style import Style
 from test_tui_sizes import show as show_dashboard
 
-from ttt_tui.runlog import RunLogWriter
+from ttt_tui.record.runlog import RunLogWriter
 from ttt_tui.tui.app import COLOURS, VIEW_COLOURS
 from ttt_tui.tui.axes import CHROME_ROWS, make_axis, nice_at_least, shared_zero_axes
 

@@ -143,8 +143,8 @@ def test_non_finite_samples_are_reported_by_the_dashboard_too(tmp_path):
     import asyncio
 
     from ttt_tui.cli import build_parser
-    from ttt_tui.live import LiveRun
-    from ttt_tui.settings import RunSettings
+    from ttt_tui.run.live import LiveRun
+    from ttt_tui.run.settings import RunSettings
     from ttt_tui.tui.app import DashboardApp
 
     x = (0.1 * np.random.default_rng(0).standard_normal(16000 * 4)).astype(np.float32)

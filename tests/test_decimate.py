@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ttt_tui.decimate import minmax_decimate
+from ttt_tui.analysis.decimate import minmax_decimate
 
 
 @pytest.mark.parametrize("n", [1, 10, 3999, 4000, 4001, 4003, 12345, 1_000_000])
@@ -35,7 +35,7 @@ def test_drops_non_finite():
 
 
 def test_empty_history():
-    from ttt_tui.decimate import minmax_columns
+    from ttt_tui.analysis.decimate import minmax_columns
     from ttt_tui.tui.chart_data import ViewSettings, chart_series
 
     assert [len(p) for p, _, _ in minmax_columns(np.zeros((0, 3), np.float32), 100)] == [0, 0, 0]
@@ -46,7 +46,7 @@ def test_empty_history():
 
 
 def test_column_means_are_bucket_means_ignoring_non_finite():
-    from ttt_tui.decimate import column_means
+    from ttt_tui.analysis.decimate import column_means
 
     rows = np.array([[1.0, 10.0], [3.0, np.nan], [5.0, 30.0], [7.0, 50.0], [9.0, np.inf]])
     (x0, m0), (x1, m1) = column_means(rows, 2)  # buckets of 3 and 2

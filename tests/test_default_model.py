@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ttt_tui.analysis.diagnosis import diagnose
+from ttt_tui.analysis.stats import summarize
 from ttt_tui.backends import EmbeddedBackend
-from ttt_tui.backends.default_model import ASSETS, CONFIG_FILE, WEIGHTS_FILE
-from ttt_tui.diagnosis import diagnose
+from ttt_tui.backends.embedded.default_model import ASSETS, CONFIG_FILE, WEIGHTS_FILE
 from ttt_tui.sources import FileSource
-from ttt_tui.stats import summarize
 
 SAMPLE = ASSETS / "sample.wav"
 
@@ -102,7 +102,7 @@ def test_weights_load_strictly(tmp_path):
     """A damaged weights file is refused, not silently half-loaded."""
     from safetensors.torch import load_file, save_file
 
-    from ttt_tui.backends.default_model import load_default_model
+    from ttt_tui.backends.embedded.default_model import load_default_model
 
     state = load_file(str(ASSETS / WEIGHTS_FILE))
     state.pop(next(k for k in state if k.endswith("W1")))

@@ -4,10 +4,10 @@ import threading
 
 import numpy as np
 
+from ttt_tui.analysis.diagnosis import diagnose
 from ttt_tui.backends.base import Backend
-from ttt_tui.diagnosis import diagnose
-from ttt_tui.engine import Engine
 from ttt_tui.report import write_report
+from ttt_tui.run.engine import Engine
 
 
 class ListSource:
@@ -113,7 +113,7 @@ def test_pause_resume_stop():
 
 
 def test_store_memory_per_token():
-    from ttt_tui.store import LossStore
+    from ttt_tui.record.store import LossStore
 
     store = LossStore([0, 1, 2], 50.0, initial_capacity=16)
     block = np.ones((977, 3), np.float32)
@@ -136,8 +136,8 @@ def _args(*extra):
 
 
 def _live(*extra):
-    from ttt_tui.live import LiveRun
-    from ttt_tui.settings import RunSettings
+    from ttt_tui.run.live import LiveRun
+    from ttt_tui.run.settings import RunSettings
 
     run = LiveRun(RunSettings.from_args(_args(*extra)))
     run.start()
@@ -146,7 +146,7 @@ def _live(*extra):
 
 def test_process_engine_runs_the_model_in_a_child(tmp_path):
     """The dashboard's engine: same results as the thread engine, losses streamed back to the store."""
-    from ttt_tui.session import Session
+    from ttt_tui.run.session import Session
 
     live = _live("--out", str(tmp_path / "live"))
     eng = live.engine
@@ -191,8 +191,8 @@ def test_a_signal_after_the_audio_ended_does_not_make_the_run_interrupted(tmp_pa
     import signal as signals
 
     from ttt_tui.cli import build_parser
-    from ttt_tui.runlog import run_info
-    from ttt_tui.session import Session
+    from ttt_tui.record.runlog import run_info
+    from ttt_tui.run.session import Session
 
     sample = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "sample.wav"
     session = Session(build_parser().parse_args([str(sample), "--out", str(tmp_path / "r"), "--torch-device", "cpu"]))
@@ -212,8 +212,8 @@ def test_the_dashboards_engine_reads_its_data_from_the_run_log(tmp_path, monkeyp
     the dashboard shows is exactly what ``ttt-tui open`` / ``report`` read back, and no block is lost. The
     dashboard's process builds no model and no source (it loaded the embedded weights only for their
     description, and a Moshi checkpoint's base model twice): their makers fail here, and the run goes on."""
-    from ttt_tui import factory
-    from ttt_tui.runlog import read_run
+    from ttt_tui.record.runlog import read_run
+    from ttt_tui.run import factory
 
     def never(*a, **k):
         raise AssertionError("the dashboard's process built a model or a source")
@@ -241,7 +241,7 @@ def test_when_the_log_fails_the_blocks_go_over_the_queue():
     why; nothing is lost for the dashboard."""
     import queue as queues
 
-    from ttt_tui.engine_process import _LogOrQueue
+    from ttt_tui.run.engine_process import _LogOrQueue
 
     class Log:
         def __init__(self):
@@ -273,9 +273,9 @@ def test_when_the_log_fails_the_blocks_go_over_the_queue():
 def test_a_child_whose_last_messages_are_lost_ends_as_its_log_says(tmp_path):
     """The run log is the record: if the child exits without its last status reaching the queue, the parent
     takes the end state from the log instead of calling it a dead process."""
-    from ttt_tui.engine_process import ProcessEngine
-    from ttt_tui.runlog import RunLogWriter
-    from ttt_tui.session import Session
+    from ttt_tui.record.runlog import RunLogWriter
+    from ttt_tui.run.engine_process import ProcessEngine
+    from ttt_tui.run.session import Session
 
     s = Session(_args("--out", str(tmp_path / "run")))
     log = RunLogWriter(tmp_path / "run", s.log_header())

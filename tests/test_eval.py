@@ -146,7 +146,7 @@ def test_eval_on_screen_and_open_afterwards(dataset, tmp_path):
     from ttt_tui.cli import build_parser
     from ttt_tui.evaluation.inputs import record, shard
     from ttt_tui.evaluation.runner import Stop, run_shard
-    from ttt_tui.settings import RunSettings
+    from ttt_tui.run.settings import RunSettings
     from ttt_tui.tui.eval_view import EvalApp
 
     files = [dataset / "f0.wav", dataset / "f2.wav"]

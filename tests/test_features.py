@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from ttt_tui.features import LogMel, LogMelStream, mel_filterbank
+from ttt_tui.backends.embedded.features import LogMel, LogMelStream, mel_filterbank
 
 
 def test_filterbank_shape_and_coverage():

@@ -169,9 +169,9 @@ def test_signal_mid_run_still_writes_the_report(tmp_path, sig, code):
 
 def test_model_exception_writes_report_and_exits_1(tmp_path, monkeypatch, capsys):
     """An exception in the model mid-run: one line on stderr, the report of what was seen, exit code 1."""
-    from ttt_tui.backends.embedded import EmbeddedBackend
+    from ttt_tui.backends.embedded.backend import EmbeddedBackend
     from ttt_tui.cli import build_parser
-    from ttt_tui.session import Session, run_headless
+    from ttt_tui.run.session import Session, run_headless
 
     calls = {"n": 0}
     real = EmbeddedBackend.process

@@ -9,14 +9,14 @@ import numpy as np
 from test_tui_sizes import show, twelve_minutes  # noqa: F401 (a fixture)
 from test_windows import RATE, stream
 
-from ttt_tui.diagnosis import diagnose
-from ttt_tui.engine import EngineStatus
-from ttt_tui.headline import headline, over_time
+from ttt_tui.analysis.diagnosis import diagnose
+from ttt_tui.analysis.headline import headline, over_time
+from ttt_tui.analysis.windows import layer_windows
+from ttt_tui.record.runlog import read_run, run_info
+from ttt_tui.record.store import LossStore
 from ttt_tui.report import write_report
-from ttt_tui.runlog import read_run, run_info
-from ttt_tui.session import progress_line
-from ttt_tui.store import LossStore
-from ttt_tui.windows import layer_windows
+from ttt_tui.run.engine import EngineStatus
+from ttt_tui.run.session import progress_line
 
 
 def words_of(data):

@@ -124,8 +124,8 @@ def test_unknown_device_and_no_device(monkeypatch):
 def test_dashboard_shows_level_and_dropped_blocks(tmp_path, monkeypatch):
     import asyncio
 
-    from ttt_tui import session as session_mod
     from ttt_tui.cli import build_parser
+    from ttt_tui.run import session as session_mod
     from ttt_tui.tui.app import DashboardApp
 
     monkeypatch.setattr(

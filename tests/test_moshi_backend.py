@@ -235,8 +235,8 @@ def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
     from test_tui import wait_for
 
     from ttt_tui.cli import build_parser
-    from ttt_tui.live import LiveRun
-    from ttt_tui.settings import RunSettings
+    from ttt_tui.run.live import LiveRun
+    from ttt_tui.run.settings import RunSettings
     from ttt_tui.tui.app import DashboardApp
 
     wav = tmp_path / "in.wav"
@@ -262,7 +262,7 @@ def test_dashboard_on_a_checkpoint(two_layer, tmp_path):
     assert (tmp_path / "rep" / "output.wav").exists()
     # the log's write-ahead files are folded in once writer and reader are done (they used to stay behind)
     assert not (tmp_path / "rep" / "run.sqlite-wal").exists() and not (tmp_path / "rep" / "run.sqlite-shm").exists()
-    from ttt_tui.runlog import read_run
+    from ttt_tui.record.runlog import read_run
 
     logged = read_run(tmp_path / "rep")  # written by the inference process, block by block
     assert logged.end.state == "finished" and logged.store.n_positions(3) == int(1.5 * 12.5) + 1

@@ -221,8 +221,8 @@ def test_dashboard_quits_within_a_second_while_the_model_loads(tmp_path, monkeyp
     from test_tui import wait_for
 
     from ttt_tui.cli import build_parser
-    from ttt_tui.live import LiveRun
-    from ttt_tui.settings import RunSettings
+    from ttt_tui.run.live import LiveRun
+    from ttt_tui.run.settings import RunSettings
     from ttt_tui.tui.app import DashboardApp
 
     paths = moshi_tiny.build(tmp_path / "m")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttt_tui.runlog import RunLogWriter
+from ttt_tui.record.runlog import RunLogWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = {"input": "x.wav", "model": "synthetic", "device": "cpu", "frame_rate": 50.0, "layer_ids": [0, 1]}

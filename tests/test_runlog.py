@@ -15,7 +15,7 @@ import pytest
 from test_tui import tmux_screen
 
 from ttt_tui.cli import main
-from ttt_tui.runlog import FORMAT, LOG_NAME
+from ttt_tui.record.runlog import FORMAT, LOG_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "assets" / "sample.wav"
@@ -143,7 +143,7 @@ def test_a_folder_in_use_is_refused(tmp_path):
 
 
 def test_default_folders_never_collide(tmp_path, monkeypatch):
-    from ttt_tui.files import default_out_dir
+    from ttt_tui.record.files import default_out_dir
 
     monkeypatch.chdir(tmp_path)
     assert len({default_out_dir("a/in.wav") for _ in range(50)}) == 50  # the same stem, the same second

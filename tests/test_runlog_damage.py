@@ -11,10 +11,10 @@ import sqlite3
 import numpy as np
 import pytest
 
+from ttt_tui.analysis.stats import summarize
 from ttt_tui.cli import main
-from ttt_tui.runlog import LOG_NAME, RunLogWriter, read_run
-from ttt_tui.stats import summarize
-from ttt_tui.store import LossStore
+from ttt_tui.record.runlog import LOG_NAME, RunLogWriter, read_run
+from ttt_tui.record.store import LossStore
 
 RATE = 12.5
 HEADER = {
@@ -181,7 +181,7 @@ def test_windows_skip_the_lost_positions():
     store.append(0, data[:1000])
     store.append_missing(0, 500)
     store.append(0, data[1500:])
-    from ttt_tui.headline import layer_headline
+    from ttt_tui.analysis.headline import layer_headline
 
     h = layer_headline(store, 0, 30.0)
     assert h["verdict"] == "HEALTHY" and "EXPLODING" not in json.dumps(h), h

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ttt_tui.cli import main
-from ttt_tui.runlog import LOG_NAME, RunLogReader, RunLogWriter, read_run
+from ttt_tui.record.runlog import LOG_NAME, RunLogReader, RunLogWriter, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "assets" / "sample.wav"
@@ -100,7 +100,7 @@ def test_a_finished_log_on_read_only_media(finished, tmp_path, capsys):
 def test_the_folder_lock_goes_with_the_run(tmp_path, capsys):
     """A run that made its folder and wrote nothing (failed before its first file) leaves no folder holding a
     lock; a folder that holds someone's files is refused and left as it was."""
-    from ttt_tui.files import prepare_out_dir
+    from ttt_tui.record.files import prepare_out_dir
 
     out = tmp_path / "new"
     lock = prepare_out_dir(out)
@@ -158,7 +158,7 @@ def test_a_live_process_that_reuses_the_pid_is_not_the_writer(tmp_path):
     import sqlite3
     import time
 
-    from ttt_tui.runlog import run_info
+    from ttt_tui.record.runlog import run_info
 
     w = RunLogWriter(tmp_path, HEADER)
     w.extend(block(10))
@@ -189,7 +189,7 @@ def test_a_writer_in_another_pid_namespace_is_followed_by_its_heartbeat(tmp_path
     import sys
     import time
 
-    from ttt_tui.runlog import LOST_AFTER_S, run_info, writer_alive
+    from ttt_tui.record.runlog import LOST_AFTER_S, run_info, writer_alive
 
     if shutil.which("unshare") is None or subprocess.run(["unshare", "--pid", "--fork", "true"]).returncode:
         pytest.skip("cannot make a PID namespace here")
@@ -247,7 +247,7 @@ def test_temporary_files_of_a_killed_writer_are_removed(finished, tmp_path):
 def test_report_removes_the_lock_of_a_killed_run_and_keeps_a_held_one(finished, tmp_path):
     """SIGKILL leaves the folder's lock file; `ttt-tui report` removes it when no process holds it, and leaves
     the lock of a run that holds its folder."""
-    from ttt_tui.files import LOCK_NAME, prepare_out_dir
+    from ttt_tui.record.files import LOCK_NAME, prepare_out_dir
 
     run = tmp_path / "killed"
     shutil.copytree(finished, run)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ttt_tui.stats import LayerStats, summarize
+from ttt_tui.analysis.stats import LayerStats, summarize
 
 
 def direct(losses):
@@ -74,7 +74,7 @@ def test_health_check():
 
 
 def test_elevated_violation_rate_is_a_warning_not_a_verdict():
-    from ttt_tui.diagnosis import diagnose
+    from ttt_tui.analysis.diagnosis import diagnose
 
     n = 400
     t = np.linspace(0, 1, n)

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from test_moshi_backend import backend as moshi_backend
 from test_moshi_backend import chained_reference
 
-from ttt_tui import outer
+from ttt_tui.analysis import outer
 from ttt_tui.cli import main
-from ttt_tui.runlog import read_run
+from ttt_tui.record.runlog import read_run
 
 SR = 24000
 FRAME = 1920

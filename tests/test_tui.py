@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from ttt_tui.cli import build_parser
-from ttt_tui.live import LiveRun
-from ttt_tui.session import Session
-from ttt_tui.settings import RunSettings
+from ttt_tui.run.live import LiveRun
+from ttt_tui.run.session import Session
+from ttt_tui.run.settings import RunSettings
 from ttt_tui.tui.app import DashboardApp, LayerPanel
 from ttt_tui.tui.chart_data import ViewSettings, chart_series, moving_average
 

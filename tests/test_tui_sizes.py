@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_windows import stream
 
-from ttt_tui.runlog import RunLogWriter
+from ttt_tui.record.runlog import RunLogWriter
 from ttt_tui.tui.app import DashboardApp, LayerPanel
 from ttt_tui.tui.opened import OpenedRun
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ttt_tui.windows import DEFAULT_WINDOW_S, LayerWindows, clock, layer_windows, sliding_summary, window_stats
+from ttt_tui.analysis.windows import DEFAULT_WINDOW_S, LayerWindows, clock, layer_windows, sliding_summary, window_stats
 
 RATE = 50.0  # positions per second (the embedded model)
 
@@ -94,7 +94,7 @@ def test_incremental_equals_at_once():
 
 
 def test_window_statistics_are_the_reports():
-    from ttt_tui.stats import summarize
+    from ttt_tui.analysis.stats import summarize
 
     rng = np.random.default_rng(7)
     rows = stream(30, rng)
@@ -114,8 +114,8 @@ def test_clock():
 def test_the_report_has_windows_changes_and_a_condensed_table(tmp_path):
     import json
 
+    from ttt_tui.record.store import LossStore
     from ttt_tui.report import write_report
-    from ttt_tui.store import LossStore
 
     rng = np.random.default_rng(8)
     store = LossStore([0, 1], RATE)

@@ -11,8 +11,8 @@ import sys
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, MISSING_HINT, InputError, MissingInput
-from .files import WriteError
-from .settings import RunSettings
+from .record.files import WriteError
+from .run.settings import RunSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -152,7 +152,7 @@ def _validate(args) -> None:
     if sum(map(bool, (args.mic, args.input, args.sample))) > 1:
         raise InputError("give one input: an audio file, --sample or --mic")
     if args.sample:
-        from .backends.default_model import ASSETS
+        from .backends.embedded.default_model import ASSETS
 
         args.input = str(ASSETS / "sample.wav")
     if not args.mic and not args.input:
@@ -201,8 +201,8 @@ def report_command(argv) -> int:
     _check_window(a.window)
     from pathlib import Path
 
+    from .record.runlog import read_run, run_info
     from .report import write_run_report
-    from .runlog import read_run, run_info
 
     run = read_run(a.folder)
     out = Path(a.out) if a.out else run.folder
@@ -284,7 +284,7 @@ def compare_command(argv) -> int:
         raise InputError("compare needs two or more run folders")
     from pathlib import Path
 
-    from .files import default_out_dir
+    from .record.files import default_out_dir
     from .report.compare import compare_runs, render_text, write_compare
 
     cmp = compare_runs(a.folders)
@@ -317,8 +317,8 @@ def tensorboard_command(argv) -> int:
     )
     a = p.parse_args(argv)
     _need_tensorboardx()
+    from .record.runlog import read_run
     from .report.tensorboard import export
-    from .runlog import read_run
 
     for f in a.folders:
         run = read_run(f)
@@ -334,7 +334,7 @@ def eval_command(argv) -> int:
 
     from .evaluation.inputs import expand, parse_shard, record, shard
     from .evaluation.runner import Distributed, run_shard
-    from .files import default_out_dir
+    from .record.files import default_out_dir
 
     a = build_parser(dataset=True).parse_args(argv)
     if a.merge:
@@ -498,11 +498,11 @@ def _run(args) -> int:
 
         print(list_devices())
         return 0
-    from .settings import RunSettings
+    from .run.settings import RunSettings
 
     settings = RunSettings.from_args(args)
     if args.headless or not screen_capable():
-        from .session import Session, run_headless
+        from .run.session import Session, run_headless
 
         try:
             session = Session(settings)

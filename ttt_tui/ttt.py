@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .record import LOSS_NAMES  # noqa: F401 (the columns of a losses block; readers import it from record)
-
 LN_EPS = 1e-6
 _GELU_K = math.sqrt(2.0 / math.pi)
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import outer as outer_stats
-from ..diagnosis import VERDICTS, diagnose
+from ..analysis import outer as outer_stats
+from ..analysis.diagnosis import VERDICTS, diagnose
+from ..analysis.headline import layer_headline
+from ..analysis.stats import LayerStats
 from ..errors import InputError
-from ..files import atomic, remove_stale_temps
-from ..headline import layer_headline
+from ..record.files import atomic, remove_stale_temps
+from ..record.runlog import LOG_NAME, RunLogReader, read_run, writer_alive
 from ..report import _clean
-from ..runlog import LOG_NAME, RunLogReader, read_run, writer_alive
-from ..stats import LayerStats
 from .inputs import recorded, run_name
 
 FAILED_NAME = "failed.json"

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InputError
-from ..files import atomic
+from ..record.files import atomic
 from ..report import REPORT_JSON
-from ..settings import RunSettings
+from ..run.settings import RunSettings
 from .aggregate import FAILED_NAME, run_state
 from .inputs import run_name
 
@@ -38,7 +38,7 @@ class Stop:
         self.session = None
 
     def __call__(self, signum, frame) -> None:
-        from ..session import SIGNAL_EXIT
+        from ..run.session import SIGNAL_EXIT
 
         self.code = SIGNAL_EXIT.get(signum, 130)
         if self.session is not None:
@@ -64,8 +64,8 @@ def run_shard(
     screen); otherwise SIGINT/SIGTERM stop it."""
     import threading
 
-    from ..factory import make_backend
-    from ..session import Session
+    from ..run.factory import make_backend
+    from ..run.session import Session
 
     result = ShardResult()
     previous = {}
@@ -121,15 +121,15 @@ def run_shard(
 
 
 def _verdict(session, layer_id: int) -> str:
-    from ..headline import layer_headline
+    from ..analysis.headline import layer_headline
 
     return layer_headline(session.store, layer_id, session.settings.window)["headline"]
 
 
 def _report_from_log(folder: Path, plots: bool) -> None:
     """A finished run whose report is missing: written from its log, as `ttt-tui report` does."""
+    from ..record.runlog import read_run
     from ..report import write_run_report
-    from ..runlog import read_run
 
     write_run_report(read_run(folder), folder, plots=plots)
 

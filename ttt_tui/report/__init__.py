@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import outer as outer_stats
-from ..diagnosis import diagnose
-from ..files import atomic, default_out_dir, remove_stale_lock, remove_stale_temps  # noqa: F401 (default_out_dir: the report folder's default)
-from ..headline import describe
-from ..store import LossStore
-from ..windows import DEFAULT_WINDOW_S, layer_windows
+from ..analysis import outer as outer_stats
+from ..analysis.diagnosis import diagnose
+from ..analysis.headline import describe
+from ..analysis.windows import DEFAULT_WINDOW_S, layer_windows
+from ..record.files import atomic, default_out_dir, remove_stale_lock, remove_stale_temps  # noqa: F401 (default_out_dir: the report folder's default)
+from ..record.store import LossStore
 from .plots import plot_layer, plot_outer
 from .text import render
 
@@ -173,7 +173,7 @@ def write_run_report(run, out_dir: Path, plots: bool = True, tensorboard: str | 
     """The report of a run from its record (``runlog.LoggedRun``: a run log read back, or a run in memory whose
     log could not be kept whole): the one path by which every run's report is written (headless, dashboard,
     each file of eval, ``ttt-tui report``)."""
-    from ..runlog import run_info
+    from ..record.runlog import run_info
 
     info = run_info(run)
     if window_s is not None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import outer as outer_stats
-from ..files import atomic
-from ..headline import layer_headline
-from ..runlog import read_run, run_info
+from ..analysis import outer as outer_stats
+from ..analysis.headline import layer_headline
+from ..record.files import atomic
+from ..record.runlog import read_run, run_info
 from . import _clean
 from .plots import BINS, SPREAD, draw_series
 

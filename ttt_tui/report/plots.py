@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..decimate import minmax_decimate
+from ..analysis.decimate import minmax_decimate
 
 # Okabe-Ito's colour-blind-safe palette: green = learning, yellow = learning with warnings, orange/purple = not
 # learning / not adapting, vermillion and black for the failures (olive and gold looked alike)
@@ -205,7 +205,7 @@ def plot_outer(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..outer import HALF, MARKS, mark_name
+    from ..analysis.outer import HALF, MARKS, mark_name
 
     v = np.asarray(values, dtype=np.float64)
     n = v.shape[0]

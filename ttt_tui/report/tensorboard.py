@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..store import LossStore
+from ..record.store import LossStore
 
 
 def _seconds(data: np.ndarray, frame_rate: float) -> tuple[np.ndarray, np.ndarray] | None:

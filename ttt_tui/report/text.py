@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from ..diagnosis import HEALTHY_TEXT, Finding
-from ..headline import WARNED, describe, verdict_words
-from ..outer import text_lines
+from ..analysis.diagnosis import HEALTHY_TEXT, Finding
+from ..analysis.headline import WARNED, describe, verdict_words
+from ..analysis.outer import text_lines
 
 ICON = {"error": "❌", "warning": "⚠️ ", "info": "ℹ️ "}
 MARKS_LINE = (
@@ -217,7 +217,7 @@ def _merge(ws: list[dict], regimes: list) -> dict:
 
 def over_time(layer_id: int, lw) -> list[str]:
     """The layer over consecutive windows (condensed for long runs) and its regime changes."""
-    from ..windows import PERSIST, STATE_WORDS, clock
+    from ..analysis.windows import PERSIST, STATE_WORDS, clock
 
     if not lw.windows:
         return []

@@ -23,12 +23,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
-from .. import outer as outer_stats
-from ..diagnosis import diagnose
-from ..headline import WARNED, over_time, story_words, verdict_words
-from ..runlog import damage_text
-from ..session import SIGNAL_EXIT, speed_words
-from ..windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
+from ..analysis import outer as outer_stats
+from ..analysis.diagnosis import diagnose
+from ..analysis.headline import WARNED, over_time, story_words, verdict_words
+from ..analysis.windows import DEFAULT_WINDOW_S, LayerWindows, clock, sliding_summary
+from ..record.runlog import damage_text
+from ..run.session import SIGNAL_EXIT, speed_words
 from .axes import (
     apply_x,
     apply_y,

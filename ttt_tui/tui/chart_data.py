@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..decimate import column_summary
+from ..analysis.decimate import column_summary
 
 ZOOM_LEVELS = (None, 600.0, 120.0, 30.0, 10.0)  # seconds shown; None = the whole run
 SMOOTH_TOKENS = 10  # the paper's moving average

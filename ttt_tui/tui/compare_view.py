@@ -13,8 +13,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from .. import outer as outer_stats
-from ..decimate import column_means
+from ..analysis import outer as outer_stats
+from ..analysis.decimate import column_means
 from .app import VERDICT_STYLE, fmt
 from .axes import apply_x, apply_y, canvas_rows, make_axis
 

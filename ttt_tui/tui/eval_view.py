@@ -19,8 +19,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from .. import outer as outer_stats
-from ..decimate import column_summary
+from ..analysis import outer as outer_stats
+from ..analysis.decimate import column_summary
 from .app import COLOURS, VERDICT_STYLE, faint, short_path
 from .axes import apply_x, apply_y, canvas_rows, finite_range, make_axis
 

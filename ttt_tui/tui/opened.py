@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..follow import LogFollower
+from ..analysis.windows import DEFAULT_WINDOW_S
+from ..record.runlog import RunLogReader
 from ..report import LOSSES_CSV, REPORT_JSON, REPORT_TXT
-from ..runlog import RunLogReader
-from ..settings import RunSettings
-from ..windows import DEFAULT_WINDOW_S
+from ..run.follow import LogFollower
+from ..run.settings import RunSettings
 
 
 class OpenedRun:

@@ -8,9 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ..live import LiveRun
-from ..session import SIGNAL_EXIT
-from ..settings import RunSettings
+from ..run.live import LiveRun
+from ..run.session import SIGNAL_EXIT
+from ..run.settings import RunSettings
 
 
 @contextlib.contextmanager

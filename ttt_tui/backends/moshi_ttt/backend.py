@@ -566,7 +566,7 @@ class MoshiBackend(Backend):
 
         if not self._out_pcm:
             return {}
-        from ...files import atomic
+        from ...record.files import atomic
 
         path = Path(out_dir) / "output.wav"
         with atomic(path) as tmp:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 import time
 
+from ..record.runlog import RunLogReader, writer_alive
+from ..record.store import LossStore
 from .engine import EngineControl, EngineStatus
-from .runlog import RunLogReader, writer_alive
-from .store import LossStore
 
 POLL_S = 0.25
 

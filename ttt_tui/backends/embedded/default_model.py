@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..features import LogMel, LogMelStream
-from ..ttt import TTTLayer
+from ...ttt import TTTLayer
+from .features import LogMel, LogMelStream
 
 ASSETS = Path(str(resources.files("ttt_tui") / "assets"))  # shipped in the wheel (package data)
 CONFIG_FILE = "default_model.json"

@@ -9,7 +9,7 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 LOCK_NAME = ".ttt-tui.lock"
 # what a run writes into its folder; --force removes these (and nothing else) before a new run

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .files import pid_runs
-from .record import RunEnd, RunHeader
+from .schema import RunEnd, RunHeader
 from .store import LossStore
 
 LOG_NAME = "run.sqlite"

@@ -89,10 +89,10 @@ def _child_main(settings: dict, started: str, q, pause_ev, stop_ev, parent_pid: 
     import traceback
     from datetime import datetime
 
+    from ..errors import InputError
+    from ..record.runlog import RunLogWriter
     from .engine import Engine
-    from .errors import InputError
     from .factory import make_backend, make_source
-    from .runlog import RunLogWriter
     from .session import describe_run
     from .settings import RunSettings
 
@@ -103,7 +103,7 @@ def _child_main(settings: dict, started: str, q, pause_ev, stop_ev, parent_pid: 
         header = describe_run(settings, backend, source, datetime.fromisoformat(started))
         log = _LogOrQueue(RunLogWriter(settings.out, header), q)  # the inference process writes the run log
     except InputError as e:  # bad input, a model that does not load: one line, exit 2
-        from .errors import MISSING_HINT, MissingInput
+        from ..errors import MISSING_HINT, MissingInput
 
         hint = MISSING_HINT if isinstance(e, MissingInput) else ""
         q.put(("failed", {"error": f"{e}{hint}", "detail": None}))
@@ -228,8 +228,8 @@ class ProcessEngine(EngineControl):
         return ok
 
     def _open_log(self) -> None:
+        from ..record.runlog import RunLogReader
         from .follow import LogFollow
-        from .runlog import RunLogReader
 
         self._reader = RunLogReader(self.settings.out)
         self.header = self._reader.header
@@ -317,7 +317,7 @@ class ProcessEngine(EngineControl):
                 if self._proc is not None:
                     self._proc.join(2.0)  # it said done and leaves at once (os._exit)
                 if self._proc is not None and not self._proc.is_alive():  # the writer is gone too
-                    from .runlog import settle
+                    from ..record.runlog import settle
 
                     settle(self.settings.out)  # no -wal/-shm left in the folder
             self.ended_at = time.time()

@@ -19,8 +19,7 @@ import math
 
 import numpy as np
 
-from .record import LOSS_NAMES
-
+LOSS_NAMES = ("l0", "lprev", "lafter")  # the columns of a losses block, everywhere (docs/losses.md)
 TREND_BIN = 256  # positions per bin of the running sums used for the quarter means
 
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from ..errors import InputError
+from ..record.files import prepare_out_dir
+from ..record.runlog import LoggedRun, read_run
+from ..record.schema import RunEnd
+from ..report import default_out_dir, write_run_report
 from .engine_process import ProcessEngine
-from .errors import InputError
-from .files import prepare_out_dir
-from .record import RunEnd
-from .report import default_out_dir, write_run_report
-from .runlog import LoggedRun, read_run
 from .session import exit_code
 from .settings import RunSettings
 

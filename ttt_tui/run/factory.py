@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import math
 
-from .errors import InputError
+from ..errors import InputError
 from .settings import RunSettings
 
 
 def make_backend(args: RunSettings):
-    from .backends import backend_class
+    from ..backends import backend_class
 
     device = args.torch_device
     if device:
@@ -67,7 +67,7 @@ MOSHI_FLAGS = (
 
 
 def make_moshi_backend(args: RunSettings, device):
-    from .backends import backend_class
+    from ..backends import backend_class
 
     if args.lr_scale != 1.0 or args.mini_batch is not None:
         raise InputError("--lr-scale and --mini-batch are for the embedded model; a checkpoint brings its own")
@@ -96,12 +96,12 @@ def make_moshi_backend(args: RunSettings, device):
 
 def make_source(args: RunSettings, backend):
     if args.mic:
-        from .sources.mic import MicSource
+        from ..sources.mic import MicSource
 
         return MicSource(
             backend.sample_rate, device=args.device, duration_s=args.duration, block_seconds=args.block_seconds
         )
-    from .sources import FileSource
+    from ..sources import FileSource
 
     src = FileSource(args.input, backend.sample_rate, block_seconds=args.block_seconds, realtime=args.realtime)
     if src.duration_s < backend.min_audio_s:

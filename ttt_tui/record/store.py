@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from .stats import LayerStats
+from ..analysis.stats import LayerStats
 
 GROWTH = 1.25
 

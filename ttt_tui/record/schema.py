@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import InputError
+from ..errors import InputError
 
 # what the audio source counts while it reads, sent with the end record (the header is written before)
-LOSS_NAMES = ("l0", "lprev", "lafter")  # the columns of a losses block (docs/losses.md)
 SOURCE_COUNTERS = ("nonfinite_samples", "decoder_messages", "dropped_blocks", "mic_peak_level_db")
 STATES = ("finished", "stopped", "error", "killed", "running")
 

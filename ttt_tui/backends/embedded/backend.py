@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Backend
+from ..base import Backend
 from .default_model import ASSETS, load_default_model
 
 

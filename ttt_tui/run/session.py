@@ -13,14 +13,14 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
+from ..errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from ..record.files import prepare_out_dir
+from ..record.runlog import LoggedRun, read_run
+from ..record.schema import RunEnd, RunHeader, source_counters
+from ..report import default_out_dir, write_run_report
 from .engine import Engine
-from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from .factory import make_backend, make_source
-from .files import prepare_out_dir
-from .record import RunEnd, RunHeader, source_counters
-from .report import default_out_dir, write_run_report
-from .runlog import LoggedRun, read_run
 from .settings import RunSettings
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -65,7 +65,7 @@ class Session:
 
     def open_log(self) -> None:
         """The run log, written by this process's engine (headless)."""
-        from .runlog import RunLogWriter
+        from ..record.runlog import RunLogWriter
 
         self.engine.log = RunLogWriter(self.out_dir, self.log_header())
 
@@ -179,9 +179,9 @@ def progress_line(session: Session) -> str:
     done = f"{st.audio_s:7.1f}" + (f"/{total:.1f} s ({100 * st.audio_s / total:3.0f}%)" if total else " s")
     paced = session.settings.realtime or session.settings.mic
     parts = [f"[{st.state}] {done} {speed_words(st.realtime_factor, paced)}"]
-    from .diagnosis import diagnose
-    from .headline import headline
-    from .windows import DEFAULT_WINDOW_S, LayerWindows
+    from ..analysis.diagnosis import diagnose
+    from ..analysis.headline import headline
+    from ..analysis.windows import DEFAULT_WINDOW_S, LayerWindows
 
     store = session.store
     for layer_id in store.layer_ids:

@@ -12,10 +12,10 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from .backends.base import Backend
-from .errors import InputError
-from .record import RunEnd, source_counters
-from .store import LossStore
+from ..backends.base import Backend
+from ..errors import InputError
+from ..record.schema import RunEnd, source_counters
+from ..record.store import LossStore
 
 
 @dataclass
