@@ -208,12 +208,14 @@ def test_open_names_the_damage_on_screen(log):
             app.refresh_status()
             await pilot.pause(0.2)
             text = str(app.query_one("#findings-text").render())
+            counters = str(app.query_one("#layer-1 .counters").render())
             await pilot.press("q")
         run.reader.close()
-        return text
+        return text, counters
 
-    text = asyncio.run(scenario())
+    text, counters = asyncio.run(scenario())
     assert "damaged log: layer 1: positions 200-224 (16.00-18.00 s) lost: checksum mismatch" in text, text
+    assert "positions 300 " in counters and "lost 25" in counters, counters
 
 
 def test_a_log_of_format_1_still_reads(tmp_path):

@@ -259,6 +259,8 @@ class LayerPanel(Vertical):
             )
         if s["nonfinite"] or not (narrow or collapsed):
             t.append(f"  NaN/Inf {s['nonfinite']}", style="bold red" if s["nonfinite"] else "")
+        if s.get("missing"):  # positions a damaged run log lost (named in the findings)
+            t.append(f"  lost {s['missing']}", style="bold red")
         if collapsed:
             self._regime(t, windows, short=True, story=story)
             self.query_one(".counters", Static).update(t)
