@@ -3,6 +3,7 @@
 import threading
 
 import numpy as np
+import pytest
 
 from ttt_tui.analysis.diagnosis import diagnose
 from ttt_tui.backends.base import Backend
@@ -232,7 +233,15 @@ def test_the_dashboards_engine_reads_its_data_from_the_run_log(tmp_path, monkeyp
         _, replay = logged.store.view(layer)
         assert live.shape == (1235, 3)
         np.testing.assert_array_equal(live, replay)
-        assert s.store.summary(layer) == logged.store.summary(layer)
+        # the same rows, read in other chunks (each poll's blocks at once): the running moments agree to the
+        # last digits of a float64, which no screen or report shows
+        live_s, replay_s = s.store.summary(layer), logged.store.summary(layer)
+        assert live_s.keys() == replay_s.keys()
+        for k, v in live_s.items():
+            if isinstance(v, dict):
+                assert v == pytest.approx(replay_s[k], rel=1e-12), k
+            else:
+                assert v == pytest.approx(replay_s[k], rel=1e-12, nan_ok=True), k
     s.release()
 
 
