@@ -116,8 +116,10 @@ def _child_main(settings: dict, started: str, q, pause_ev, stop_ev, parent_pid: 
     eng.start()
     paused = False
     while not eng.wait(STATUS_EVERY_S):
-        if stop_ev.is_set() or os.getppid() != parent_pid:  # stopped, or the parent is gone
+        if stop_ev.is_set():  # the parent says why, in its own report; the log says stopped
             eng.stop("stopped")
+        elif os.getppid() != parent_pid:  # the dashboard is gone: the log is all that is left of the run
+            eng.stop("the dashboard's process ended (killed?): its inference process stopped")
         if pause_ev.is_set() != paused:
             paused = pause_ev.is_set()
             eng.pause() if paused else eng.resume()
