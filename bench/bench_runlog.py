@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ttt_tui.cli import build_parser  # noqa: E402
-from ttt_tui.record.schema import runlog  # noqa: E402
+from ttt_tui.record import runlog  # noqa: E402
 from ttt_tui.run.session import Session  # noqa: E402
 
 RATE = 50.0  # the embedded model's positions per second
