@@ -78,7 +78,7 @@ def whole_forward(b, codes):
         valid = mask & (target != lm.zero_token_id) & (target >= 0) & (target < lm.card)
         per_position = (ce * valid).sum(0) / valid.sum(0)
         per_position[~valid.all(0)] = float("nan")  # the last position: the delayed codebooks have no logits
-    losses = {L: torch.cat(layer.ttt._losses).numpy() for L, layer in b.layers.items()}
+    losses = {L: layer.ttt.take()[0].numpy() for L, layer in b.layers.items()}
     return per_position.numpy(), losses
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .recording import StepRecorder
+
 LN_EPS = 1e-6
 _GELU_K = math.sqrt(2.0 / math.pi)
 
@@ -277,7 +279,7 @@ class TTTLayer(nn.Module):
         self.lr_scale = 1.0  # inner step-size scale (0: no learning; large: degenerative/exploding)
         self.record_losses = True
         self._state: StreamState | None = None
-        self._loss_blocks: list[torch.Tensor] = []
+        self._recorded = StepRecorder(dim=1)  # [B, n, 3] per step, joined along positions
 
     # -- pieces -------------------------------------------------------------------------------------------
     def start_weights(self) -> dict:
@@ -326,7 +328,7 @@ class TTTLayer(nn.Module):
     def reset_stream(self) -> None:
         """Back to the stream-start weights and position 0."""
         self._state = StreamState(W=self.start_weights())
-        self._loss_blocks = []
+        self._recorded.clear()
 
     @property
     def position(self) -> int:
@@ -364,12 +366,10 @@ class TTTLayer(nn.Module):
         st.pending = tuple(t[:, :, n_done:] for t in cur) if n_done < T else None
         st.position += n_new
         if res.losses is not None:
-            self._loss_blocks.append(res.losses[:, n_old:].detach())
+            self._recorded.add(losses=res.losses[:, n_old:])
         return self._finish(res.out[:, :, n_old:])
 
     def take_losses(self) -> torch.Tensor | None:
         """The losses recorded since the last call, [B, n, 3] on the layer's device (no host sync here)."""
-        if not self._loss_blocks:
-            return None
-        blocks, self._loss_blocks = self._loss_blocks, []
-        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, 1)
+        (losses,) = self._recorded.take("losses")
+        return losses

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...recording import host_copy
 from ..base import Backend
 from .default_model import ASSETS, load_default_model
 
@@ -79,7 +80,7 @@ class EmbeddedBackend(Backend):
         for i, layer in enumerate(self.model.ttt_layers):
             block = layer.take_losses()
             if block is not None:
-                out[i] = block[0].float().cpu().numpy()  # the one host copy per block
+                (out[i],) = host_copy(block[0])  # the one host copy per block
         return out
 
     def describe(self) -> dict:

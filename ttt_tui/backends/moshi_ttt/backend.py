@@ -543,7 +543,7 @@ class MoshiBackend(Backend):
         return out
 
     def take_losses(self) -> dict[int, np.ndarray]:
-        import torch
+        from ...recording import host_copy  # torch: imported once the model runs
 
         out = {}
         if self.model is None:
@@ -551,9 +551,7 @@ class MoshiBackend(Backend):
         for L, layer in self.layers.items():
             losses, signals = layer.ttt.take()
             if losses is not None:
-                both = torch.cat([losses, signals], 1).float().cpu().numpy()  # one host copy per block
-                out[L] = both[:, :3]
-                self._signals[L] = both[:, 3:]
+                out[L], self._signals[L] = host_copy(losses, signals)  # one host copy per block
         return out
 
     def take_signals(self) -> dict[int, np.ndarray]:

@@ -29,6 +29,7 @@ from moshi.modules.streaming import StreamingModule
 from moshi.modules.transformer import _LayerState
 from torch import nn
 
+from ...recording import StepRecorder
 from .inner_loop import dual_step, sq_norm, step_signals, token_losses
 
 TARGET_EPS = 1e-5  # their ln_reconstruction_target: (x - mean) / (unbiased std + 1e-5)
@@ -97,8 +98,7 @@ class MoshiTTT(nn.Module):
         self.write_back = self.multi_layer if write_back is None else bool(write_back)
         self.record = True
         self._W: tuple[list, list] | None = None
-        self._losses: list[torch.Tensor] = []
-        self._signals: list[torch.Tensor] = []
+        self._recorded = StepRecorder()  # per step: losses [n, 3], signals [n, 3]
 
     # -- inner weights ----------------------------------------------------------------------------------
     def checkpoint_weights(self) -> tuple[list, list]:
@@ -118,15 +118,11 @@ class MoshiTTT(nn.Module):
         self._W0_f32 = ([t.float() for t in self._W[0]], [t.float() for t in self._W[1]])
         self._w0_sq = sq_norm(self._W0_f32[0] + self._W0_f32[1])
         self._at_w0 = True
-        self._losses, self._signals = [], []
+        self._recorded.clear()
 
     def take(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Losses [n, 3] and signals [n, 3] recorded since the last call, still on the device."""
-        if not self._losses:
-            return None, None
-        losses, signals = torch.cat(self._losses, 0), torch.cat(self._signals, 0)
-        self._losses, self._signals = [], []
-        return losses, signals
+        return self._recorded.take("losses", "signals")
 
     # -- the block --------------------------------------------------------------------------------------
     def _rope_table(self, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,9 +183,10 @@ class MoshiTTT(nn.Module):
             outs.append(step.out[:, :, :n_real])
             if self.record:
                 losses = token_losses(step, self._W0_f32, xk, tgt, gamma, beta, n_real, at_w0, w, b)
-                self._losses.append(losses.reshape(-1, 3))
                 sig = step_signals(step, self._W0_f32, self._w0_sq, lr, n_real)
-                self._signals.append(sig.reshape(-1, 1, 3).expand(-1, n_real, 3).reshape(-1, 3))
+                self._recorded.add(
+                    losses=losses.reshape(-1, 3), signals=sig.reshape(-1, 1, 3).expand(-1, n_real, 3).reshape(-1, 3)
+                )
             # within a call their scan carries the weights on, in the parameters' dtype
             W, Wb = [t.to(pdt) for t in step.weights], [t.to(pdt) for t in step.biases]
             at_w0 = False
