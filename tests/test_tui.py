@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from ttt_tui.cli import build_parser
-from ttt_tui.run.live import LiveRun
 from ttt_tui.run.session import Session
 from ttt_tui.run.settings import RunSettings
 from ttt_tui.tui.app import DashboardApp, LayerPanel
 from ttt_tui.tui.chart_data import ViewSettings, chart_series, moving_average
+from ttt_tui.tui.run import start_live_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "assets" / "sample.wav"
@@ -27,10 +27,8 @@ def make_app(tmp_path, *extra, live=False, **kw):
     """The dashboard on the sample; ``live``: as real runs (``LiveRun``: the model in a child process that
     writes the run log, which the app reads), otherwise with the model in a thread of this process."""
     args = build_parser().parse_args([str(SAMPLE), "--out", str(tmp_path / "rep"), "--torch-device", "cpu", *extra])
-    if live:
-        run = LiveRun(RunSettings.from_args(args))
-        run.start()
-        return DashboardApp(run, install_signals=False, **kw)
+    if live:  # what `ttt-tui` does before its screen (tui/run.py)
+        return DashboardApp(start_live_run(RunSettings.from_args(args)), install_signals=False, **kw)
     return DashboardApp(Session(args), install_signals=False, **kw)
 
 

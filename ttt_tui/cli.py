@@ -10,7 +10,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, MISSING_HINT, InputError, MissingInput
+from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, MISSING_HINT, InputError, MissingInput
 from .record.files import WriteError
 from .run.settings import RunSettings
 
@@ -329,23 +329,18 @@ def tensorboard_command(argv) -> int:
 
 
 def eval_command(argv) -> int:
-    """``ttt-tui eval INPUTS... --out DIR``: a data set, resumable, sharded (``--shard``, torchrun), merged."""
+    """``ttt-tui eval INPUTS... --out DIR``: a data set, resumable, sharded (``--shard``, torchrun), merged
+    (``evaluation.orchestrate``); here only the command line."""
     from pathlib import Path
 
-    from .evaluation.inputs import expand, parse_shard, record, shard
-    from .evaluation.runner import Distributed, run_shard
+    from .evaluation.inputs import expand, parse_shard
+    from .evaluation.orchestrate import evaluate, merge_into
+    from .evaluation.runner import Distributed
     from .record.files import default_out_dir
 
     a = build_parser(dataset=True).parse_args(argv)
     if a.merge:
-        out = Path(a.out or a.merge[0])
-        try:  # --out may be a new folder: the merged answer of shards written elsewhere
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot write to {out} ({e.strerror or e}); choose another --out") from None
-        doc = _write_evaluation(a.merge, out, plots=not a.no_plots)
-        print(out)
-        return EXIT_SOME_FAILED if doc["counts"]["failed"] or doc["counts"]["damaged"] else EXIT_OK
+        return merge_into(a.merge, Path(a.out or a.merge[0]), plots=not a.no_plots)
     if a.mic or a.sample or a.list_devices:
         raise InputError("eval runs audio files (give files, folders or a manifest), not --mic/--sample")
     files = expand(a.inputs)
@@ -357,80 +352,15 @@ def eval_command(argv) -> int:
     a.input = str(files[0])
     _validate(a)  # the run options, once for all files
     on_screen = not (a.headless or a.shard or dist.active) and screen_capable()
-    index, count = parse_shard(a.shard) if a.shard else (0, 1)
-    out = Path(a.out) if a.out else default_out_dir("eval")
-    settings = RunSettings.from_args(a)
-    if on_screen:
-        return _eval_on_screen(settings, files, out, plots=not a.no_plots)
-    settings = dist.start(settings)
-    try:
-        if dist.active:
-            index, count = dist.rank, dist.world
-        if not dist.active or dist.rank == 0:
-            record(out, files)
-        dist.barrier()
-        result = run_shard(settings, shard(files, index, count), out, len(files))
-        dist.barrier()
-        if (dist.active and dist.rank == 0) or (not dist.active and not a.shard):
-            _write_evaluation([out], out, plots=not a.no_plots)
-        elif a.shard:
-            print(
-                f"shard {index}/{count}: {len(result.finished)} run, {len(result.skipped)} done before, "
-                f"{len(result.failed)} failed; then: ttt-tui eval --merge {out}",
-                file=sys.stderr,
-            )
-        if not dist.active or dist.rank == 0:
-            print(out)
-    finally:
-        dist.close()
-    if result.signal_code is not None:
-        return result.signal_code
-    return EXIT_SOME_FAILED if result.failed else EXIT_OK
-
-
-def _write_evaluation(dirs, out, plots: bool) -> dict:
-    """Merge the eval folders ``dirs`` into ``out``: the files, and the answer on stderr."""
-    from .evaluation.aggregate import merge, render_text, write_eval
-
-    doc = merge(dirs)
-    paths = write_eval(out, doc, plots=plots)
-    sys.stderr.write(render_text(doc))
-    print(f"evaluation written to {out}/ ({', '.join(p.name for p in paths.values())})", file=sys.stderr)
-    return doc
-
-
-def _eval_on_screen(settings, files, out, plots: bool) -> int:
-    """``ttt-tui eval`` in a terminal: the files run in a thread while the screen follows the aggregate."""
-    from .evaluation.aggregate import merge, render_text, write_eval
-    from .evaluation.inputs import record, shard
-    from .evaluation.runner import Stop, run_shard
-    from .tui.eval_view import EvalApp
-    from .tui.run import library_output_to, size_from_the_terminal
-
-    record(out, files)
-    stop = Stop()
-    merged = {}
-
-    def work():
-        result = run_shard(settings, shard(files, 0, 1), out, len(files), stop=stop)
-        merged["doc"] = merge([out])
-        write_eval(out, merged["doc"], plots=plots)
-        return result
-
-    app = EvalApp(out, run=work, stop=stop)
-    size_from_the_terminal()
-    with library_output_to(out / "library_output.log"):  # the per-file progress lines, and library output
-        app.run()
-    if app.error and app.result is None:
-        print(f"ttt-tui: internal error in the evaluation: {app.error}", file=sys.stderr)
-        return EXIT_INTERNAL
-    result = app.result
-    sys.stderr.write(render_text(merged.get("doc") or merge([out])))  # merged once, unless the screen left early
-    print(out)
-    if result is None or stop.code is not None:  # left before the end: the same command resumes
-        print(f"ttt-tui: evaluation stopped; the same command resumes it ({out}/)", file=sys.stderr)
-        return stop.code or 130
-    return EXIT_SOME_FAILED if result.failed else EXIT_OK
+    return evaluate(
+        RunSettings.from_args(a),
+        files,
+        Path(a.out) if a.out else default_out_dir("eval"),
+        shard=parse_shard(a.shard) if a.shard else None,
+        dist=dist,
+        on_screen=on_screen,
+        plots=not a.no_plots,
+    )
 
 
 # name: (function, arguments, what it does in one line): `ttt-tui --help` lists them
