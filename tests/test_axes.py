@@ -12,8 +12,8 @@ from rich.style import Style
 from test_tui_sizes import show as show_dashboard
 
 from ttt_tui.record.runlog import RunLogWriter
-from ttt_tui.tui.app import COLOURS, VIEW_COLOURS
 from ttt_tui.tui.axes import CHROME_ROWS, make_axis, nice_at_least, shared_zero_axes
+from ttt_tui.tui.texts import COLOURS, VIEW_COLOURS
 
 RATE = 50.0
 SIZES = [(60, 18), (80, 24), (120, 40), (200, 60)]

@@ -15,8 +15,8 @@ from textual_plotext import PlotextPlot
 
 from ..analysis import outer as outer_stats
 from ..analysis.decimate import column_means
-from .app import VERDICT_STYLE, fmt
 from .axes import apply_x, apply_y, canvas_rows, make_axis
+from .texts import VERDICT_STYLE, fmt
 
 # one colour per run (matplotlib's tab10 order, as the PNGs)
 RUN_COLOURS = (

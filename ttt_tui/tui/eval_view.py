@@ -21,8 +21,8 @@ from textual_plotext import PlotextPlot
 
 from ..analysis import outer as outer_stats
 from ..analysis.decimate import column_summary
-from .app import COLOURS, VERDICT_STYLE, faint, short_path
 from .axes import apply_x, apply_y, canvas_rows, finite_range, make_axis
+from .texts import COLOURS, VERDICT_STYLE, faint, short_path
 
 POLL_S = 2.0
 
