@@ -190,7 +190,11 @@ def test_end_to_end_in_tmux(tmp_path, width, height):
     start_in_tmux(name, tmp_path, out, (width, height), "--torch-device cpu")
     try:
         screen, t0 = "", time.time()
-        while time.time() - t0 < 60 and not ("FINISHED" in screen and "report:" in screen):
+        # the model runs before the screen opens (its child makes the log first): the 25 s sample can be
+        # FINISHED before the first charts are drawn (within a second), so wait for the charts' captions too
+        while time.time() - t0 < 60 and not (
+            "FINISHED" in screen and "report:" in screen and "seconds of audio" in screen
+        ):
             time.sleep(0.5)
             screen = tmux_screen(name)
         assert "FINISHED" in screen, screen
