@@ -147,3 +147,56 @@ def test_bad_input_is_one_line(tmp_path):
             rec.record({4: np.zeros((5, 3))})
     with pytest.raises(InputError, match="rate"):
         ttt_tui.Recorder(tmp_path / "x", rate=0)
+
+
+def test_a_token_run_speaks_of_tokens_not_seconds(tmp_path):
+    """A text model's run (no rate): positions are tokens everywhere a user reads them (report, headline,
+    windows, the dashboard's header and counters, the chart's axis), and the windows are 1,000 tokens."""
+    import asyncio
+
+    from ttt_tui.tui.app import DashboardApp
+    from ttt_tui.tui.opened import OpenedRun
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    lafter = 1.0 + 0.1 * rng.random(n)
+    lprev = lafter + 0.05 + 0.02 * rng.random(n)
+    rows = np.stack([lprev + 0.2, lprev, lafter], 1)
+    rows[3000:, 1] = rows[3000:, 2]  # layer 0 stops learning at token 3,000
+    out = tmp_path / "run"
+    with ttt_tui.Recorder(out, model="a text TTT") as rec:
+        for s in range(0, n, 64):
+            rec.record({0: rows[s : s + 64]})
+    text = (out / "ttt_diagnostic_report.txt").read_text()
+    assert "Positions: 6,000 tokens" in text and "of audio" not in text and "Audio:" not in text
+    assert "windows of 1,000 tokens" in text and "token 3,000 token 4,000" in text
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["run"]["position_unit"] == "token"
+    assert doc["layers"]["0"]["headline"] == "HEALTHY overall · NOT_LEARNING 50 % of the tokens, since token 3,000"
+
+    async def scenario():
+        run = OpenedRun(out)
+        app = DashboardApp(run, install_signals=False)
+        async with app.run_test(size=(160, 45)) as pilot:
+            for _ in range(100):
+                if app.engine.done:
+                    break
+                await pilot.pause(0.1)
+            await pilot.pause(0.5)
+            app.refresh_status()
+            app.refresh_charts(force=True)
+            await pilot.pause(0.3)
+            seen = (
+                str(app.query_one("#header").render()),
+                str(app.query_one("#layer-0 .counters").render()),
+                app.query_one("#layer-0").border_subtitle,
+            )
+            await pilot.press("q")
+        run.reader.close()
+        return seen
+
+    header, counters, caption = asyncio.run(scenario())
+    assert "positions 6,000" in header and "audio" not in header and "real time" not in header, header
+    assert "positions 6000 " in counters and "last 1,000 tokens" in counters and "since token 3,000" in counters
+    assert " s " not in counters.split("\n")[0], counters
+    assert caption.endswith("x: token"), caption

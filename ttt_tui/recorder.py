@@ -30,6 +30,7 @@ from . import __version__
 from .errors import InputError
 
 DEFAULT_FLUSH = 1024  # positions per layer between host copies and log blocks
+TOKEN_WINDOW = 1000  # positions per window of a token run's statistics over time
 
 
 def _rank() -> int:
@@ -86,7 +87,8 @@ class Recorder:
         self.unit = "audio frame" if rate is not None and unit == "token" else str(unit)
         self.model, self.notes = str(model), [str(n) for n in notes]
         self.signal_names = tuple(str(s) for s in signal_names)
-        self.window = window
+        # the windows of the statistics over time: seconds of a stream, or tokens (1,000 by default)
+        self.window = window if window is not None else (None if rate is not None else TOKEN_WINDOW)
         self.flush_every = flush_every
         self.report = report
         self.layer_ids: list[int] | None = None

@@ -18,7 +18,7 @@ A regime agrees with the verdict when it has the verdict's name; the regime ELEV
 from __future__ import annotations
 
 from .diagnosis import Finding
-from .windows import clock
+from .units import when, whole
 
 WARNED = " (!)"
 SEPARATOR = " · "
@@ -50,13 +50,13 @@ def over_time(verdict: str, windows) -> dict | None:
     now = windows.regimes[-1]
     if not _agrees(now["state"], verdict):
         share = spans.get(now["state"], 0.0) / total
-        return {"state": now["state"], "share": share, "since": now["start_s"], "until": None}
+        return {"state": now["state"], "share": share, "since": now["start_s"], "until": None, "unit": windows.unit}
     for reg in windows.regimes:
         share = spans.get(reg["state"], 0.0) / total
         if not _agrees(reg["state"], verdict) and share > 0.5:
             last = max(j for j, r in enumerate(windows.regimes) if r["state"] == reg["state"])
             until = windows.regimes[last + 1]["start_s"]  # not the last regime: that one agrees
-            return {"state": reg["state"], "share": share, "since": None, "until": until}
+            return {"state": reg["state"], "share": share, "since": None, "until": until, "unit": windows.unit}
     return None
 
 
@@ -64,8 +64,9 @@ def story_words(t: dict | None) -> str:
     """``over_time``'s answer in words: `` overall · NOT_LEARNING 64 % of the audio, since 28:30`` (or "")."""
     if t is None:
         return ""
-    when = f"since {clock(t['since'])}" if t["since"] is not None else f"until {clock(t['until'])}"
-    return f" overall{SEPARATOR}{t['state']} {100 * t['share']:.0f} % of the audio, {when}"
+    unit = t.get("unit")
+    at = f"since {when(t['since'], unit)}" if t["since"] is not None else f"until {when(t['until'], unit)}"
+    return f" overall{SEPARATOR}{t['state']} {100 * t['share']:.0f} % of {whole(unit)}, {at}"
 
 
 def describe(verdict: str, fs: list[Finding], windows=None) -> dict:
@@ -86,4 +87,5 @@ def layer_headline(store, layer_id: int, window_s: float | None = None) -> dict:
 
     verdict, fs = diagnose(store.summary(layer_id))
     data, valid = store.view(layer_id)[1], store.valid(layer_id)
-    return describe(verdict, fs, layer_windows(data, store.frame_rate, window_s or DEFAULT_WINDOW_S, valid))
+    lw = layer_windows(data, store.frame_rate, window_s or DEFAULT_WINDOW_S, valid, store.position_unit)
+    return describe(verdict, fs, lw)

@@ -35,6 +35,7 @@ import numpy as np
 
 from .diagnosis import diagnose
 from .stats import LayerStats
+from .units import clock, when  # noqa: F401 (clock: also imported from here)
 
 DEFAULT_WINDOW_S = 30.0
 SUB_BLOCKS = 10
@@ -148,7 +149,11 @@ class LayerWindows:
     last call (a completed window never changes), ``finish(data)`` the last, partial one (if at least half a
     window). The dashboard calls ``update`` as the run goes; the report builds one and calls both."""
 
-    def __init__(self, frame_rate: float, window_s: float = DEFAULT_WINDOW_S, persist: int = PERSIST):
+    def __init__(
+        self, frame_rate: float, window_s: float = DEFAULT_WINDOW_S, persist: int = PERSIST, unit: str | None = None
+    ):
+        """``unit``: what a position is (``units``: times are said in seconds, or as token positions)."""
+        self.unit = unit
         self.frame_rate = float(frame_rate)
         self.window_s = float(window_s)
         self.size = max(2 * SUB_BLOCKS, int(round(window_s * frame_rate)))
@@ -255,7 +260,7 @@ class LayerWindows:
             span = self.windows[reg["first_window"] : last]
             imp = np.array([w["avg_improvement"] for w in span], dtype=np.float64)
             vr = np.array([w["violation_rate"] for w in span], dtype=np.float64)
-            until = f"to {clock(nxt['start_s'])}" if nxt else f"to the end ({clock(end_s)})"
+            until = f"to {when(nxt['start_s'], self.unit)}" if nxt else f"to the end ({when(end_s, self.unit)})"
             who = f"layer {layer_id}: " if layer_id is not None else ""
             if reg["state"] == "EXPLODING":
                 numbers = f"{sum(w['nonfinite'] for w in span)} NaN/Inf positions"
@@ -271,25 +276,22 @@ class LayerWindows:
                     "at_s": reg["start_s"],
                     "from": prev["state"],
                     "to": reg["state"],
-                    "finding": f"{who}{STATE_WORDS[reg['state']]} from {clock(reg['start_s'])} {until} "
+                    "finding": f"{who}{STATE_WORDS[reg['state']]} from {when(reg['start_s'], self.unit)} {until} "
                     f"(was {STATE_WORDS[prev['state']]}; {numbers})",
                 }
             )
         return out
 
 
-def clock(seconds: float) -> str:
-    """mm:ss (h:mm:ss from an hour)."""
-    s = int(round(seconds))
-    h, m, sec = s // 3600, (s // 60) % 60, s % 60
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
-
-
 def layer_windows(
-    data: np.ndarray, frame_rate: float, window_s: float = DEFAULT_WINDOW_S, valid: np.ndarray | None = None
+    data: np.ndarray,
+    frame_rate: float,
+    window_s: float = DEFAULT_WINDOW_S,
+    valid: np.ndarray | None = None,
+    unit: str | None = None,
 ) -> LayerWindows:
     """All windows of a finished (or cut) history."""
-    lw = LayerWindows(frame_rate, window_s)
+    lw = LayerWindows(frame_rate, window_s, unit=unit)
     lw.finish(data, valid)
     return lw
 

@@ -236,7 +236,13 @@ class RunLogReader:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def new_store(self) -> LossStore:
-        return LossStore(self.layer_ids, self.frame_rate, signal_names=self.signal_names, outer=self.outer)
+        return LossStore(
+            self.layer_ids,
+            self.frame_rate,
+            signal_names=self.signal_names,
+            outer=self.outer,
+            position_unit=self.header.position_unit,
+        )
 
     def poll(self, store: LossStore) -> int:
         """Append the blocks written since the last poll; returns how many were read. A block that SQLite itself

@@ -54,8 +54,17 @@ class LossStore:
     """``outer``: the run also records the model's outer loss per position (teacher-forced Moshi-TTT), one
     series for the whole model beside the layers' three losses."""
 
-    def __init__(self, layer_ids, frame_rate: float, initial_capacity: int = 4096, signal_names=(), outer=False):
+    def __init__(
+        self,
+        layer_ids,
+        frame_rate: float,
+        initial_capacity: int = 4096,
+        signal_names=(),
+        outer=False,
+        position_unit: str = "audio frame",
+    ):
         self.frame_rate = float(frame_rate)
+        self.position_unit = position_unit  # what a position is (``analysis.units``)
         self.signal_names = tuple(signal_names)
         self._lock = threading.Lock()
         self._layers = {int(i): _Layer(initial_capacity, len(self.signal_names)) for i in layer_ids}

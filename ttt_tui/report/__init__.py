@@ -45,7 +45,8 @@ def layer_results(store: LossStore, window_s: float = DEFAULT_WINDOW_S) -> dict:
         s["signals"] = store.signal_summary(layer_id)
         verdict, fs = diagnose(s)
         _, data = store.view(layer_id)
-        out[layer_id] = (s, verdict, fs, layer_windows(data, store.frame_rate, window_s, store.valid(layer_id)))
+        lw = layer_windows(data, store.frame_rate, window_s, store.valid(layer_id), store.position_unit)
+        out[layer_id] = (s, verdict, fs, lw)
     return out
 
 
@@ -160,6 +161,7 @@ def write_report(out_dir: Path, store: LossStore, run: dict, plots: bool = True)
                         note=plot_note(run),
                         windows=results[layer_id][3],
                         lost=results[layer_id][0]["missing"],
+                        position_unit=store.position_unit,
                     )
                 paths[f"png{layer_id}"] = p
         if outer is not None and outer.shape[0]:

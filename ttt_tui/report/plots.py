@@ -101,6 +101,7 @@ def plot_layer(
     note: str | None = None,
     windows=None,
     lost: int = 0,
+    position_unit: str | None = None,
 ) -> None:
     """``windows``: the layer's ``LayerWindows``, drawn as the regime strip (none: two panels only); ``lost``:
     positions a damaged run log lost (NaN rows, drawn as gaps), said in the title. Long runs
@@ -124,7 +125,10 @@ def plot_layer(
     binned_ = draw_series(top, same, data, [c for _, c in LOSSES], [name for name, _ in LOSSES])
     top.set_ylabel("loss (MSE per element)")
     how = f"; lines: means of bins of {n / BINS:.0f} positions, bands: their {SPREAD[0]}-{SPREAD[1]} %"
-    title = f"Layer {layer_id}: TTT Figure 5 ({n} positions, {_duration(n / frame_rate)} of audio"
+    timed = position_unit != "token"  # a text model's run: token positions, no seconds
+    title = f"Layer {layer_id}: TTT Figure 5 ({n} positions" + (
+        f", {_duration(n / frame_rate)} of audio" if timed else ""
+    )
     title += (how if binned_ else "") + ")"
     if lost:
         title += f"; {lost} positions lost to a damaged run log (gaps)"
@@ -150,9 +154,10 @@ def plot_layer(
         _regime_strip(band, windows, frame_rate)
         last = band
     last.set_xlabel("token position")
-    unit, scale = ("minutes", 60.0) if n / frame_rate >= 600 else ("seconds", 1.0)
-    sec = top.secondary_xaxis("top", functions=(lambda p: p / frame_rate / scale, lambda s: s * scale * frame_rate))
-    sec.set_xlabel(f"{unit} of audio")
+    if timed:
+        unit, scale = ("minutes", 60.0) if n / frame_rate >= 600 else ("seconds", 1.0)
+        sec = top.secondary_xaxis("top", functions=(lambda p: p / frame_rate / scale, lambda s: s * scale * frame_rate))
+        sec.set_xlabel(f"{unit} of audio")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -130,8 +130,12 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]], outer:
         f"Input: {_one_line(str(run.get('input')))}",
         f"Model: {run.get('model')}" + (f"  checkpoint: {run['checkpoint']}" if run.get("checkpoint") else ""),
         f"Device: {run.get('device')}",
-        f"Audio: {run.get('duration_s', 0):.2f} s at {run.get('sample_rate')} Hz; "
-        f"wall {run.get('wall_s', 0):.2f} s ({run.get('realtime_factor', 0):.1f}x real time)",
+        (
+            f"Audio: {run.get('duration_s', 0):.2f} s at {run.get('sample_rate')} Hz; "
+            f"wall {run.get('wall_s', 0):.2f} s ({run.get('realtime_factor', 0):.1f}x real time)"
+            if run.get("position_unit") != "token"
+            else f"Positions: {int(run.get('duration_s') or 0):,} tokens; wall {run.get('wall_s') or 0:.2f} s"
+        ),
         "l0 at the stream-start weights W0; lprev before, lafter after the update that includes the token; "
         "every position kept (no cap).",
         MARKS_LINE,
@@ -217,7 +221,8 @@ def _merge(ws: list[dict], regimes: list) -> dict:
 
 def over_time(layer_id: int, lw) -> list[str]:
     """The layer over consecutive windows (condensed for long runs) and its regime changes."""
-    from ..analysis.windows import PERSIST, STATE_WORDS, clock
+    from ..analysis.units import span, when
+    from ..analysis.windows import PERSIST, STATE_WORDS
 
     if not lw.windows:
         return []
@@ -225,14 +230,16 @@ def over_time(layer_id: int, lw) -> list[str]:
     group = -(-len(lw.windows) // MAX_ROWS)
     rows = [_merge(lw.windows[i : i + group], states[i : i + group]) for i in range(0, len(lw.windows), group)]
     merged = f", {group} windows per row" if group > 1 else ""
+    w = max(8, *(len(when(r["end_s"], lw.unit)) for r in rows))  # mm:ss, h:mm:ss, or token 12,000
     lines = [
-        f"⏱️  Over time (windows of {lw.window_s:g} s{merged}; regime: decided with standard errors, README):",
-        f"   {'from':>8} {'to':>8} {'positions':>9} {'viol %':>7} {'improvement':>12} {'benefit':>9}  regime",
+        f"⏱️  Over time (windows of {span(lw.window_s, lw.unit, None)}{merged}; "
+        "regime: decided with standard errors, README):",
+        f"   {'from':>{w}} {'to':>{w}} {'positions':>9} {'viol %':>7} {'improvement':>12} {'benefit':>9}  regime",
     ]
     for r in rows:
         lines.append(
-            f"   {clock(r['start_s']):>8} {clock(r['end_s']):>8} {r['n_positions']:>9} {r['violation_rate']:7.1f} "
-            f"{r['avg_improvement']:12.5f} {r['cumulative_benefit']:9.4f}  {r['regime']}"
+            f"   {when(r['start_s'], lw.unit):>{w}} {when(r['end_s'], lw.unit):>{w}} {r['n_positions']:>9} "
+            f"{r['violation_rate']:7.1f} {r['avg_improvement']:12.5f} {r['cumulative_benefit']:9.4f}  {r['regime']}"
         )
     lines.append("")
     changes = lw.changes(layer_id)

@@ -157,7 +157,8 @@ class LayerPanel(Vertical):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        chart = chart_series(data, frame_rate, view, max(4, size[0] - 10))  # minus the y labels' columns
+        unit = getattr(self.app.store, "position_unit", None)
+        chart = chart_series(data, frame_rate, view, max(4, size[0] - 10), unit)  # minus the y labels' columns
         colours = VIEW_COLOURS[view.mode]
         shapes = markers if view.mode == "losses" else (markers[0],) * len(colours)
         line_markers = ["hd" if m == "braille" else m for m in shapes]
@@ -295,7 +296,8 @@ class DashboardApp(App):
         self.window_s = float(session.settings.window or DEFAULT_WINDOW_S)
         self._outer_now: tuple[int, dict] | None = None  # (positions, outer_now) of the last computation
         self._drawn_status: tuple | None = None  # _status_key() of the last status refresh
-        self.windows = {i: LayerWindows(self.store.frame_rate, self.window_s) for i in self.store.layer_ids}
+        unit = self.store.position_unit
+        self.windows = {i: LayerWindows(self.store.frame_rate, self.window_s, unit=unit) for i in self.store.layer_ids}
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -344,12 +346,20 @@ class DashboardApp(App):
         narrow = self.size.width < 120
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {st.state.upper()} ", style=f"bold reverse {STATE_STYLE.get(st.state, '')}")
-        prog = f"  audio {st.audio_s:.1f}" + (f" / {total:.1f} s ({100 * st.audio_s / total:.0f}%)" if total else " s")
+        if self.store.position_unit == "token":  # a text model's run: positions, no seconds
+            n = max((self.store.n_positions(i) for i in self.store.layer_ids), default=0)
+            prog = f"  positions {n:,}"
+        else:
+            prog = f"  audio {st.audio_s:.1f}" + (
+                f" / {total:.1f} s ({100 * st.audio_s / total:.0f}%)" if total else " s"
+            )
         paced = self.session.settings.realtime or self.session.settings.mic
         rt = speed_words(st.realtime_factor, paced)
         if narrow:
             rt = rt.replace(" real time", "")
-        t.append(prog + f"  {rt}  elapsed {self.engine.wall_s:.1f} s")
+        if self.store.position_unit == "token":
+            rt = ""  # no real time to compare with
+        t.append(prog + (f"  {rt}" if rt else "") + f"  elapsed {self.engine.wall_s:.1f} s")
         outer = self.outer_now()
         if outer is not None:  # teacher-forced: the model's own loss, the number the outer loop trains
             t.append(f"  outer loss {fmt(outer['mean'], 3)}", style="bold")
@@ -485,6 +495,7 @@ class DashboardApp(App):
                 narrow=narrow,
                 collapsed=panel.has_class("collapsed"),
                 labels=self.header.signal_labels,
+                unit=self.store.position_unit,
             )
             for c in lw.changes(layer):  # what the whole-run means hide: the regime changed, and when
                 entry(layer, ("change: ", "bold yellow"), (c["finding"], "yellow"))

@@ -77,8 +77,11 @@ def _derive(rows: np.ndarray, mode: str) -> np.ndarray:
     return rows
 
 
-def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, columns: int) -> Chart:
-    """The chart of one layer's rows ``data`` [n, 3] in ``view``, for a plot ``columns`` wide."""
+def chart_series(
+    data: np.ndarray, frame_rate: float, view: ViewSettings, columns: int, unit: str | None = None
+) -> Chart:
+    """The chart of one layer's rows ``data`` [n, 3] in ``view``, for a plot ``columns`` wide; ``unit``: what a
+    position is (a token run has no seconds)."""
     n = data.shape[0] if view.follow or view.frozen_n is None else min(view.frozen_n, data.shape[0])
     window = view.window_s
     start = 0 if window is None else max(0, n - int(window * frame_rate))
@@ -112,6 +115,6 @@ def chart_series(data: np.ndarray, frame_rate: float, view: ViewSettings, column
     else:
         lines = [(np.zeros(0), np.zeros(0, np.float32)) for _ in range(raw.shape[1])]
     hlines = {"gains": (0.0,), "violations": (10.0, 50.0)}.get(mode, ())
-    xlabel = "seconds of audio" if view.x_seconds else "token"
+    xlabel = "seconds of audio" if view.x_seconds and unit != "token" else "token"
     x_range = (start * scale, max(n, start + 1) * scale)
     return Chart(xlabel, lines, bands, VIEW_SERIES[mode], hlines, decimated, x_range)

@@ -9,7 +9,7 @@ import math
 from rich.text import Text
 
 from ..analysis.headline import WARNED, over_time, story_words
-from ..analysis.windows import clock
+from ..analysis.units import span, timed, when, whole
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44))  # l0, lprev, lafter: the PNG colours
 VIEW_COLOURS = {
@@ -105,6 +105,7 @@ def counters_text(
     narrow: bool = False,
     collapsed: bool = False,
     labels: dict | None = None,
+    unit: str | None = None,
 ) -> Text:
     """A layer's counters: the whole run, the chart's legend for its view, the last window and the regime
     (``recent``: ``windows.sliding_summary``; ``windows``: the layer's ``LayerWindows``). ``words``: the
@@ -136,7 +137,7 @@ def counters_text(
         )
     else:
         t.append(
-            f"  positions {n} ({n / frame_rate:.1f} s)  violations {s['violations']} "
+            f"  positions {n}{f' ({n / frame_rate:.1f} s)' if timed(unit) else ''}  violations {s['violations']} "
             f"({s['violation_rate']:.2f}%)  improvement {fmt(s['avg_improvement'])}  "
             f"benefit {fmt(s['cumulative_benefit'])}"
         )
@@ -151,7 +152,8 @@ def counters_text(
     _legend(t, s, mode, markers, narrow)
     t.append("\n ")
     if recent is not None and windows is not None:
-        label = f"last {windows.window_s:g} s" if not narrow else f"{windows.window_s:g}s"
+        length = span(windows.window_s, windows.unit, None)
+        label = f"last {length}" if not narrow else length.replace(" s", "s").replace(" tokens", "t")
         t.append(f"{label}: ", style="bold")
         t.append(
             f"viol {recent['violation_rate']:.1f}%  imp {fmt(recent['avg_improvement'])}  "
@@ -199,8 +201,8 @@ def _regime(t: Text, windows, short: bool, story: dict | None = None) -> None:
     t.append("  ")
     t.append(f" {windows.state} ", style=VERDICT_STYLE.get(windows.state, REGIME_STYLE.get(windows.state, "")))
     if story is not None and story["state"] == windows.state:  # short: "65 %" of the audio
-        t.append(f" {100 * story['share']:.0f} %{',' if short else ' of the audio,'}")
-    t.append(f" since {clock(reg['start_s'])}")
+        t.append(f" {100 * story['share']:.0f} %{',' if short else f' of {whole(windows.unit)},'}")
+    t.append(f" since {when(reg['start_s'], windows.unit)}")
     if len(windows.regimes) > 1 and not short:
         prev = windows.regimes[-2]["state"]
         t.append(f" (was {prev}; {len(windows.regimes) - 1} change{'s' if len(windows.regimes) > 2 else ''})")
