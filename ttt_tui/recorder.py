@@ -216,8 +216,17 @@ class Recorder:
 
             n = max(self.positions.values(), default=0)
             wall = time.time() - self._t0
+            seconds = n / (self.rate or 1.0)
+            rtf = round(seconds / wall, 2) if self.rate and wall > 0 else None  # the whole loop's pace
             self._writer.close(
-                RunEnd(state=state, audio_s=n / (self.rate or 1.0), error=error, stop_reason=error, wall_s=wall)
+                RunEnd(
+                    state=state,
+                    audio_s=seconds,
+                    error=error,
+                    stop_reason=error,
+                    wall_s=round(wall, 3),
+                    realtime_factor=rtf,
+                )
             )
             if self.report:
                 from .record.runlog import read_run

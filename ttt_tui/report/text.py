@@ -131,8 +131,10 @@ def render(run: dict, layers: dict[int, tuple[dict, str, list[Finding]]], outer:
         f"Model: {run.get('model')}" + (f"  checkpoint: {run['checkpoint']}" if run.get("checkpoint") else ""),
         f"Device: {run.get('device')}",
         (
-            f"Audio: {run.get('duration_s', 0):.2f} s at {run.get('sample_rate')} Hz; "
-            f"wall {run.get('wall_s', 0):.2f} s ({run.get('realtime_factor', 0):.1f}x real time)"
+            f"Audio: {run.get('duration_s') or 0:.2f} s"
+            + (f" at {run['sample_rate']} Hz" if run.get("sample_rate") else "")
+            + f"; wall {run.get('wall_s') or 0:.2f} s"
+            + (f" ({run['realtime_factor']:.1f}x real time)" if run.get("realtime_factor") else "")
             if run.get("position_unit") != "token"
             else f"Positions: {int(run.get('duration_s') or 0):,} tokens; wall {run.get('wall_s') or 0:.2f} s"
         ),
