@@ -200,3 +200,21 @@ def test_a_token_run_speaks_of_tokens_not_seconds(tmp_path):
     assert "positions 6000 " in counters and "last 1,000 tokens" in counters and "since token 3,000" in counters
     assert " s " not in counters.split("\n")[0], counters
     assert caption.endswith("x: token"), caption
+
+
+def test_a_recorder_never_closed_still_ends_its_log(tmp_path):
+    """No ``with``, no ``close()``: at the program's end the log gets its end record and what was recorded."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, ttt_tui\n"
+        f"rec = ttt_tui.Recorder({str(tmp_path / 'run')!r}, report=False)\n"
+        "rec.record({5: np.tile([[1.2, 1.0, 0.9]], (300, 1))})\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-c", script], env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0
+    run = read_run(tmp_path / "run")
+    assert run.end.state == "stopped" and "without closing" in run.end.stop_reason
+    assert run.store.n_positions(5) == 300

@@ -139,6 +139,14 @@ class Recorder:
         self.layer_ids = layer_ids
         self.positions = {L: 0 for L in layer_ids}
         self._writer = RunLogWriter(self.out_dir, self.header())
+        import atexit
+
+        # a script that never closes its recorder (no ``with``) still ends its log, with what it recorded
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        if not self._closed:
+            self.close("stopped", "the program ended without closing its recorder")
 
     # -- recording ------------------------------------------------------------------------------------------
     def record(self, losses: dict, signals: dict | None = None) -> None:
@@ -207,6 +215,9 @@ class Recorder:
         if not self.enabled or self._closed:
             return None
         self._closed = True
+        import atexit
+
+        atexit.unregister(self._at_exit)
         paths = None
         try:
             if self._writer is None:  # nothing was recorded: an empty log says so
