@@ -42,6 +42,7 @@ from .store import LossStore
 LOG_NAME = "run.sqlite"
 FORMAT = 2  # 2: a CRC-32 per block (format 1 logs are read without it)
 OUTER_LAYER = -1  # the outer loss is the whole model's, not a layer's
+GAP_IDS = 1000  # reading a damaged log id by id: this many absent ids in a row end it
 HEARTBEAT_S = 2.0  # the writer refreshes its status row this often, whatever the run does
 LOST_AFTER_S = 30.0  # a writer elsewhere whose heartbeat is older than this is lost
 
@@ -202,12 +203,15 @@ class RunLogReader:
             raise InputError(f"{folder}: no such folder (give a report folder written by ttt-tui)")
         if not self.path.is_file():
             raise InputError(f"{folder} is not a ttt-tui run: it has no {LOG_NAME}")
+        self._torn: tuple[int, int] | None = None  # (bytes there, bytes its header says): a cut copy, read in memory
         try:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
             meta = self._meta()
         except sqlite3.DatabaseError as e:
-            hint = "; a torn or incomplete copy? copy it again" if "malformed" in str(e) else ""
-            raise InputError(f"{self.path} is not a readable run log ({e}{hint})") from None
+            meta = self._read_torn() if "malformed" in str(e) else None
+            if meta is None:
+                hint = "; a torn or incomplete copy? copy it again" if "malformed" in str(e) else ""
+                raise InputError(f"{self.path} is not a readable run log ({e}{hint})") from None
         try:
             fmt = int(meta.get("format", "0"))
             if fmt > FORMAT:
@@ -222,6 +226,11 @@ class RunLogReader:
         self.frame_rate = self.header.frame_rate
         self.outer = self.header.outer_loss
         self.damaged: list[dict] = []  # blocks that could not be used: layer, kind, start, end, why
+        if self._torn is not None:
+            have, want = self._torn
+            self._damage(
+                None, None, None, None, f"the file is cut short ({have:,} of {want:,} bytes): read what it holds"
+            )
         self._last_id = 0
         self._expect: dict = {}
         self._pending: dict = {}  # (layer, kind) -> rows read in this poll, not yet in the store
@@ -273,21 +282,56 @@ class RunLogReader:
                 store.extend_signals({layer: a})
 
     def _rows_one_by_one(self) -> list:
+        """Block by block, by id: a damaged page loses the blocks on it, not the rest. Without a readable last id
+        (the damage is on the table's right edge), ids are tried until ``GAP_IDS`` in a row are absent."""
         try:
             (last,) = self._db.execute("SELECT max(id) FROM blocks").fetchone()
-        except sqlite3.DatabaseError as e:
-            raise InputError(f"{self.path} is damaged beyond reading ({e})") from None
-        rows = []
-        for bid in range(self._last_id + 1, (last or 0) + 1):
+        except sqlite3.DatabaseError:
+            last = None
+        rows, missing, bid, unreadable = [], 0, self._last_id, []
+        while (bid < last) if last is not None else (missing < GAP_IDS):
+            bid += 1
             try:
                 row = self._db.execute(f"{self._select} WHERE id = ?", (bid,)).fetchone()
             except sqlite3.DatabaseError as e:
-                self._damage(None, None, None, None, f"block {bid} unreadable ({e})")
-                self._last_id = bid
+                unreadable.append((bid, e))
+                missing += 1
                 continue
-            if row is not None:
-                rows.append(row)
+            if row is None:
+                missing += 1
+                continue
+            for b, e in unreadable:  # unreadable blocks before a readable one: damage in the middle, named
+                self._damage(None, None, None, None, f"block {b} unreadable ({e})")
+            unreadable, missing = [], 0
+            rows.append(row)
+        if unreadable and last is not None:
+            for b, e in unreadable:
+                self._damage(None, None, None, None, f"block {b} unreadable ({e})")
+        elif unreadable:  # the table's end is gone: say it once
+            self._damage(None, None, None, None, f"the blocks after block {unreadable[0][0] - 1} are unreadable")
+        self._last_id = max(self._last_id, bid if last is not None else (rows[-1][0] if rows else self._last_id))
         return rows
+
+    def _read_torn(self) -> dict | None:
+        """A copy cut short (an interrupted transfer) that SQLite refuses to open: its pages, padded with zeros to
+        the length its header gives, read from memory; the pages that are there are read, the blocks on missing
+        pages are named as unreadable. None when that fails too."""
+        try:
+            raw = self.path.read_bytes()
+            page = int.from_bytes(raw[16:18], "big")
+            page = 65536 if page == 1 else page
+            want = int.from_bytes(raw[28:32], "big") * page
+            if not raw.startswith(b"SQLite format 3\0") or not (len(raw) < want <= 64 * len(raw) + (1 << 20)):
+                return None
+            db = sqlite3.connect(":memory:", check_same_thread=False)
+            db.deserialize(raw + bytes(want - len(raw)))
+            self._db.close()
+            self._db = db
+            meta = self._meta()
+        except (OSError, AttributeError, sqlite3.DatabaseError, ValueError):  # AttributeError: Python < 3.11
+            return None
+        self._torn = (len(raw), want)
+        return meta
 
     def _damage(self, layer, kind, start, n, why: str) -> None:
         self.damaged.append(
@@ -345,7 +389,10 @@ class RunLogReader:
         try:
             yield self
         finally:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError:  # a damaged file: nothing was written, nothing to keep
+                pass
 
     def end(self) -> RunEnd | None:
         meta = self._meta()
@@ -358,7 +405,10 @@ class RunLogReader:
         return RunEnd.from_dict(end, str(self.path))
 
     def status(self) -> dict:
-        row = self._db.execute("SELECT state, audio_s, wall_s, updated FROM status WHERE id = 1").fetchone()
+        try:
+            row = self._db.execute("SELECT state, audio_s, wall_s, updated FROM status WHERE id = 1").fetchone()
+        except sqlite3.DatabaseError:  # a torn copy: its status page may be gone
+            return {}
         return dict(zip(("state", "audio_s", "wall_s", "updated"), row, strict=True)) if row else {}
 
     def close(self) -> None:
