@@ -493,7 +493,8 @@ def damage_text(d: dict, frame_rate: float) -> str:
     if d.get("kind") == "signals":
         what += " signals"
     if d.get("start") is None:
-        return f"{what + ': ' if what else ''}{d['why']}; skipped"
+        skipped = "" if d["why"].startswith("the ") else "; skipped"  # "the file is cut short ...": no block
+        return f"{what + ': ' if what else ''}{d['why']}{skipped}"
     a, b = d["start"], d["end"]
     return (
         f"{what}: positions {a}-{b - 1} ({a / frame_rate:.2f}-{b / frame_rate:.2f} s) lost: {d['why']}; "
