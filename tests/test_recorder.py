@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_default_model import run, sample  # noqa: F401 (sample: a fixture)
 
 import ttt_tui
 from ttt_tui.errors import InputError
@@ -23,21 +24,9 @@ from ttt_tui.ttt import inner_loop
 
 
 @pytest.fixture(scope="module")
-def backend_losses():
-    """The embedded model's own recording of the sample (its backend, as `ttt-tui` runs it)."""
-    import soundfile as sf
-
-    from ttt_tui.backends import EmbeddedBackend
-
-    b = EmbeddedBackend(device="cpu")
-    b.reset()
-    x, sr = sf.read(str(Path(__file__).resolve().parents[1] / "assets" / "sample.wav"), dtype="float32")
-    out = {L: [] for L in b.layer_ids}
-    for s in range(0, len(x), sr):
-        b.process(x[s : s + sr])
-        for L, block in b.take_losses().items():
-            out[L].append(block)
-    return {L: np.concatenate(v) for L, v in out.items()}
+def backend_losses(sample):  # noqa: F811 (the fixture of test_default_model)
+    """The embedded model's own recording of the sample (its backend, a second of audio at a time)."""
+    return run(sample, 16000)
 
 
 @pytest.mark.parametrize("as_tensor", [False, True])
@@ -152,10 +141,7 @@ def test_bad_input_is_one_line(tmp_path):
 def test_a_token_run_speaks_of_tokens_not_seconds(tmp_path):
     """A text model's run (no rate): positions are tokens everywhere a user reads them (report, headline,
     windows, the dashboard's header and counters, the chart's axis), and the windows are 1,000 tokens."""
-    import asyncio
-
-    from ttt_tui.tui.app import DashboardApp
-    from ttt_tui.tui.opened import OpenedRun
+    from test_tui_sizes import show
 
     rng = np.random.default_rng(0)
     n = 6000
@@ -174,28 +160,8 @@ def test_a_token_run_speaks_of_tokens_not_seconds(tmp_path):
     assert doc["run"]["position_unit"] == "token"
     assert doc["layers"]["0"]["headline"] == "HEALTHY overall · NOT_LEARNING 50 % of the tokens, since token 3,000"
 
-    async def scenario():
-        run = OpenedRun(out)
-        app = DashboardApp(run, install_signals=False)
-        async with app.run_test(size=(160, 45)) as pilot:
-            for _ in range(100):
-                if app.engine.done:
-                    break
-                await pilot.pause(0.1)
-            await pilot.pause(0.5)
-            app.refresh_status()
-            app.refresh_charts(force=True)
-            await pilot.pause(0.3)
-            seen = (
-                str(app.query_one("#header").render()),
-                str(app.query_one("#layer-0 .counters").render()),
-                app.query_one("#layer-0").border_subtitle,
-            )
-            await pilot.press("q")
-        run.reader.close()
-        return seen
-
-    header, counters, caption = asyncio.run(scenario())
+    seen = show(out, (160, 45), tmp_path)
+    header, counters, caption = seen["header"], seen["counters"][0], seen["captions"][0]
     assert "positions 6,000" in header and "audio" not in header and "real time" not in header, header
     assert "positions 6000 " in counters and "last 1,000 tokens" in counters and "since token 3,000" in counters
     assert " s " not in counters.split("\n")[0], counters

@@ -4,7 +4,6 @@ the text report, in report.json and on stderr; its positions are missing rows th
 blocks after it keep their places. On main before this change, flipped bytes gave exit 0, "finished" and values
 off by up to 1.91, and one malformed block dropped every later block of its layer."""
 
-import asyncio
 import json
 import sqlite3
 
@@ -198,31 +197,13 @@ def test_windows_skip_the_lost_positions():
     assert s["n_positions"] == 3000 and s["missing"] == 500 and s["nonfinite"] == 0
 
 
-def test_open_names_the_damage_on_screen(log):
-    from ttt_tui.tui.app import DashboardApp
-    from ttt_tui.tui.opened import OpenedRun
+def test_open_names_the_damage_on_screen(log, tmp_path):
+    from test_tui_sizes import show
 
     folder, data = log
     edit(folder, "UPDATE blocks SET crc = crc + 1 WHERE id = ?", block_id(folder, 1, 200))
-
-    async def scenario():
-        run = OpenedRun(folder)
-        app = DashboardApp(run, install_signals=False)
-        async with app.run_test(size=(200, 60)) as pilot:
-            for _ in range(100):
-                if app.engine.done:
-                    break
-                await pilot.pause(0.1)
-            await pilot.pause(0.5)
-            app.refresh_status()
-            await pilot.pause(0.2)
-            text = str(app.query_one("#findings-text").render())
-            counters = str(app.query_one("#layer-1 .counters").render())
-            await pilot.press("q")
-        run.reader.close()
-        return text, counters
-
-    text, counters = asyncio.run(scenario())
+    seen = show(folder, (200, 60), tmp_path)  # the dashboard of `ttt-tui open`, read as it is drawn
+    text, counters = seen["findings"], seen["counters"][1]  # layers 0, 1
     assert "damaged log: layer 1: positions 200-224 (16.00-18.00 s) lost: checksum mismatch" in text, text
     assert "positions 300 " in counters and "lost 25" in counters, counters
 

@@ -69,6 +69,7 @@ def show(folder, size, tmp_path, keys=()):
                 "header": str(app.query_one("#header").render()),
                 "charts": {i: plot.size.height for i, plot in plots if plot.display and plot.size.height},
                 "counters": [str(p.query_one(".counters").render()) for p in app.query(LayerPanel)],
+                "captions": [p.border_subtitle for p in app.query(LayerPanel)],  # the view and the x axis
                 "findings": str(app.query_one("#findings-text").render()),
                 "too_small": app.screen.has_class("too-small"),
                 "too_small_text": str(app.query_one("#too-small").render()),

@@ -114,6 +114,22 @@ class EngineControl:
     def done(self) -> bool:
         return self._done.is_set()
 
+    def end_record(self, source: dict, unfinished: str = "stopped") -> RunEnd:
+        """The run log's end record from this engine's status; ``source``: what the source counted
+        (``record.schema.source_counters``); ``unfinished``: the state said for a run that has not ended."""
+        st = self.status
+        return RunEnd(
+            state=st.state if st.state in ("finished", "stopped", "error") else unfinished,
+            stop_reason=st.stop_reason,
+            error=st.error,
+            audio_s=st.audio_s,
+            wall_s=round(self.wall_s, 3),
+            compute_s=round(st.compute_s, 3),
+            realtime_factor=round(st.realtime_factor, 2),
+            source=source,
+            log_error=getattr(self, "log_error", None),
+        )
+
     @property
     def wall_s(self) -> float:
         if self.started_at is None:
@@ -215,18 +231,7 @@ class Engine(EngineControl):
             self.ended_at = time.time()
             if self.log is not None:
                 try:
-                    end = RunEnd(
-                        state=st.state,
-                        stop_reason=st.stop_reason,
-                        error=st.error,
-                        audio_s=st.audio_s,
-                        wall_s=round(self.wall_s, 3),
-                        compute_s=round(st.compute_s, 3),
-                        realtime_factor=round(st.realtime_factor, 2),
-                        source=source_counters(self.source),
-                        log_error=self.log_error,
-                    )
-                    self.log.close(end)
+                    self.log.close(self.end_record(source_counters(self.source)))
                 except Exception as e:  # the report is still written from the store
                     st.error = st.error or f"could not close the run log: {type(e).__name__}: {e}"
             self._done.set()

@@ -123,8 +123,8 @@ def _child_main(settings: dict, started: str, q, pause_ev, stop_ev, parent_pid: 
         if pause_ev.is_set() != paused:
             paused = pause_ev.is_set()
             eng.pause() if paused else eng.resume()
-        q.put(("status", _status(eng, source, log)))
-    q.put(("status", _status(eng, source, log)))
+        q.put(("status", _status(eng, log)))
+    q.put(("status", _status(eng, log)))
     _leave(q)
 
 
@@ -138,14 +138,10 @@ def _leave(q) -> None:
     os._exit(0)
 
 
-def _status(eng, source, log: _LogOrQueue) -> dict:
+def _status(eng, log: _LogOrQueue) -> dict:
     st = asdict(eng.status)
     st["log_error"] = log.error or eng.log_error
-    st["live"] = {
-        k: getattr(source, k)
-        for k in ("level_db", "dropped_blocks", "peak_level_db")
-        if getattr(source, k, None) is not None
-    }
+    st["live"] = eng.live()  # the microphone's level, dropped blocks: what the source says while it reads
     return st
 
 

@@ -20,6 +20,7 @@ class LogFollow:
     def __init__(self, reader: RunLogReader, store: LossStore, status: EngineStatus):
         self.reader, self.store, self.status = reader, store, status
         self.ended = False
+        self.last_status: dict = {}  # the log's status row, as the last step read it
 
     def step(self) -> bool:
         if self.ended:
@@ -27,7 +28,7 @@ class LogFollow:
         st = self.status
         with self.reader.snapshot():  # blocks and end of one moment: a run marked ended has every block
             self.reader.poll(self.store)
-            status = self.reader.status()
+            status = self.last_status = self.reader.status()
             end = self.reader.end()
         if status:
             st.audio_s = max(st.audio_s, float(status.get("audio_s", 0.0)))
@@ -80,8 +81,7 @@ class LogFollower(EngineControl):
                 self._go.wait()
                 if self.follow.step():
                     return
-                status = self.reader.status()
-                st.compute_s = float(status.get("wall_s", 0.0)) or st.compute_s
+                st.compute_s = float(self.follow.last_status.get("wall_s", 0.0)) or st.compute_s
                 self._stop.wait(POLL_S)
             st.state = "stopped"
         except Exception as e:  # a log that went bad under us: say so, keep what was read

@@ -3,7 +3,6 @@ run log; this process builds neither, and reads everything it shows and reports 
 
 from __future__ import annotations
 
-import signal
 import sys
 from dataclasses import replace
 from datetime import datetime
@@ -12,10 +11,9 @@ from pathlib import Path
 from ..errors import InputError
 from ..record.files import prepare_out_dir
 from ..record.runlog import LoggedRun, read_run
-from ..record.schema import RunEnd
-from ..report import default_out_dir, write_run_report
+from ..report import default_out_dir
 from .engine_process import ProcessEngine
-from .session import exit_code
+from .session import RunBase
 from .settings import RunSettings
 
 
@@ -23,7 +21,7 @@ class ChildFailed(RuntimeError):
     """The inference process failed before its first block for another reason than bad input."""
 
 
-class LiveRun:
+class LiveRun(RunBase):
     """``start`` spawns the inference process and waits until it has made the run log (its model loaded):
     then ``header`` (the log's ``RunHeader``) and ``store`` are set, and the dashboard can draw."""
 
@@ -67,11 +65,6 @@ class LiveRun:
             self._lock = None
         self.engine.close()
 
-    def _on_signal(self, signum, frame) -> None:
-        if self.signal_received is None:
-            self.signal_received = signum
-        self.engine.stop(signal.Signals(signum).name)
-
     def logged_run(self) -> LoggedRun:
         """The run's record: its log, read back once the child has ended; while it runs (an `r` press), or if
         the log could not be kept whole, what this process followed of it, with the status as its end."""
@@ -87,27 +80,9 @@ class LiveRun:
             if reason and logged.end.state == "stopped":  # the child stopped because we said so: we know why
                 logged.end = replace(logged.end, stop_reason=reason)
             return logged
-        end = RunEnd(
-            state=st.state if st.state in ("finished", "stopped", "error") else "running",
-            audio_s=st.audio_s,
-            stop_reason=st.stop_reason,
-            error=st.error,
-            wall_s=round(self.engine.wall_s, 3),
-            compute_s=round(st.compute_s, 3),
-            realtime_factor=round(st.realtime_factor, 2),
-            source={k: v for k, v in self.engine.live().items() if k == "dropped_blocks"},
-            log_error=self.engine.log_error,
-        )
+        dropped = {k: v for k, v in self.engine.live().items() if k == "dropped_blocks"}
+        end = self.engine.end_record(dropped, unfinished="running")
         if logged is not None:  # ended without its end record (stopped while loading: ended by ``abandon``)
             logged.end = end
             return logged
         return LoggedRun(self.out_dir, self.header, self.store, end, damaged=list(self.engine.damaged))
-
-    def write_report(self) -> dict:
-        self.report_paths = write_run_report(
-            self.logged_run(), self.out_dir, plots=not self.settings.no_plots, tensorboard=self.settings.tensorboard
-        )
-        return self.report_paths
-
-    def exit_code(self) -> int:
-        return exit_code(self.engine.status, self.signal_received)

@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from ..record.files import prepare_out_dir
 from ..record.runlog import LoggedRun, read_run
-from ..record.schema import RunEnd, RunHeader, source_counters
+from ..record.schema import RunHeader, source_counters
 from ..report import default_out_dir, write_run_report
 from .engine import Engine
 from .factory import make_backend, make_source
@@ -28,7 +28,32 @@ if hasattr(signal, "SIGHUP"):
     SIGNAL_EXIT[signal.SIGHUP] = 129
 
 
-class Session:
+class RunBase:
+    """What a run offers its front end, whichever process runs its model: signals, the report (written from
+    ``logged_run``), the exit code. Subclasses set ``engine``, ``out_dir`` and ``settings``."""
+
+    signal_received: int | None = None
+    report_paths: dict | None = None
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.signal_received is None:
+            self.signal_received = signum
+        self.engine.stop(signal.Signals(signum).name)
+
+    def logged_run(self) -> LoggedRun:
+        raise NotImplementedError
+
+    def write_report(self) -> dict:
+        self.report_paths = write_run_report(
+            self.logged_run(), self.out_dir, plots=not self.settings.no_plots, tensorboard=self.settings.tensorboard
+        )
+        return self.report_paths
+
+    def exit_code(self) -> int:
+        return exit_code(self.engine.status, self.signal_received)
+
+
+class Session(RunBase):
     def __init__(self, settings, backend=None):
         """``settings``: a ``RunSettings`` (or the command line's namespace, turned into one); ``backend``: a
         model already built (a data set's files share one); by default built from the settings."""
@@ -47,6 +72,7 @@ class Session:
         self.signal_received: int | None = None
         self.report_paths: dict | None = None
         self.progress_windows: dict = {}  # per layer, the headless progress line's LayerWindows
+        self._header: dict | None = None
 
     def release(self) -> None:
         """The report folder's lock, held since the start: released when the run's report is written."""
@@ -56,8 +82,10 @@ class Session:
         self.engine.close()
 
     def log_header(self) -> dict:
-        """What the run log says of the run before its first block (``record.RunHeader``)."""
-        return describe_run(self.settings, self.backend, self.source, self.started)
+        """What the run log says of the run before its first block (``record.RunHeader``); described once."""
+        if self._header is None:
+            self._header = describe_run(self.settings, self.backend, self.source, self.started)
+        return self._header
 
     @property
     def header(self) -> RunHeader:
@@ -74,40 +102,15 @@ class Session:
         for sig in SIGNAL_EXIT:
             signal.signal(sig, self._on_signal)
 
-    def _on_signal(self, signum, frame) -> None:
-        if self.signal_received is None:
-            self.signal_received = signum
-        self.engine.stop(signal.Signals(signum).name)
-
     def logged_run(self) -> LoggedRun:
         """The run's record, as every report is written from it: its log, once the engine has closed it; the
         store in memory with the engine's status if the log could not be kept whole (a full disk mid-run) or the
         engine has not ended (a model still loading when a signal came)."""
-        st = self.engine.status
         log_whole = self.engine.done and getattr(self.engine, "log", None) is not None and not self.engine.log_error
         if log_whole:
             return read_run(self.out_dir)
-        end = RunEnd(
-            state=st.state if st.state in ("finished", "stopped", "error") else "stopped",
-            audio_s=st.audio_s,
-            stop_reason=st.stop_reason,
-            error=st.error,
-            wall_s=round(self.engine.wall_s, 3),
-            compute_s=round(st.compute_s, 3),
-            realtime_factor=round(st.realtime_factor, 2),
-            source=source_counters(self.source),
-            log_error=getattr(self.engine, "log_error", None),
-        )
+        end = self.engine.end_record(source_counters(self.source))
         return LoggedRun(self.out_dir, self.header, self.store, end)
-
-    def write_report(self) -> dict:
-        self.report_paths = write_run_report(
-            self.logged_run(), self.out_dir, plots=not self.settings.no_plots, tensorboard=self.settings.tensorboard
-        )
-        return self.report_paths
-
-    def exit_code(self) -> int:
-        return exit_code(self.engine.status, self.signal_received)
 
 
 def exit_code(st, signal_received: int | None) -> int:
